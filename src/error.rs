@@ -1,0 +1,203 @@
+//! Why a request was rejected ([`AuthError`]) and why a configuration was refused
+//! ([`ConfigError`]).
+
+use std::{borrow::Cow, fmt, sync::Arc, time::Duration};
+
+use http::StatusCode;
+
+/// The class of a rejection; it decides the status code and the RFC 6750 `error` code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The request carries no bearer token: `401` with a bare `WWW-Authenticate: Bearer`
+    /// challenge and no `error` attribute (RFC 6750 §3.1).
+    MissingToken,
+    /// The request is malformed: two credentials, a token that does not fit the `b64token`
+    /// grammar, a repeated `Authorization` header. `400`, `error="invalid_request"`.
+    InvalidRequest,
+    /// The token is expired, revoked, malformed, for another audience or issuer, or its
+    /// signature does not verify. `401`, `error="invalid_token"`.
+    InvalidToken,
+    /// The token is valid but lacks a scope the resource needs.
+    /// `403`, `error="insufficient_scope"` with `scope="…"`.
+    InsufficientScope,
+    /// The issuer (discovery, JWKS or introspection endpoint) could not be reached or gave
+    /// an unusable answer and no cached answer can stand in. `503` with `Retry-After`:
+    /// the client's token is not at fault.
+    Unavailable,
+}
+
+impl ErrorKind {
+    /// The HTTP status code for this kind.
+    pub fn status(self) -> StatusCode {
+        match self {
+            Self::MissingToken | Self::InvalidToken => StatusCode::UNAUTHORIZED,
+            Self::InvalidRequest => StatusCode::BAD_REQUEST,
+            Self::InsufficientScope => StatusCode::FORBIDDEN,
+            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The RFC 6750 `error` code, when the kind has one.
+    pub fn error_code(self) -> Option<&'static str> {
+        match self {
+            Self::MissingToken | Self::Unavailable => None,
+            Self::InvalidRequest => Some("invalid_request"),
+            Self::InvalidToken => Some("invalid_token"),
+            Self::InsufficientScope => Some("insufficient_scope"),
+        }
+    }
+}
+
+/// Why a request was rejected.
+///
+/// Every rejection response carries a clone of it in its extensions, so logging and metrics
+/// layers outside the auth layer can see why a request was turned away. Its description is
+/// fixed text chosen by portcullis: it never contains the token, a claim value or a secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AuthError {
+    kind: ErrorKind,
+    description: &'static str,
+    scope: Option<Arc<str>>,
+    retry_after: Option<Duration>,
+}
+
+impl AuthError {
+    /// A new error of `kind` with a fixed, secret-free description.
+    pub fn new(kind: ErrorKind, description: &'static str) -> Self {
+        Self {
+            kind,
+            description,
+            scope: None,
+            retry_after: None,
+        }
+    }
+
+    pub(crate) fn missing_token() -> Self {
+        Self::new(ErrorKind::MissingToken, "no bearer token in the request")
+    }
+
+    pub(crate) fn invalid_request(description: &'static str) -> Self {
+        Self::new(ErrorKind::InvalidRequest, description)
+    }
+
+    pub(crate) fn invalid_token(description: &'static str) -> Self {
+        Self::new(ErrorKind::InvalidToken, description)
+    }
+
+    pub(crate) fn insufficient_scope(scope: Arc<str>) -> Self {
+        Self {
+            scope: Some(scope),
+            ..Self::new(
+                ErrorKind::InsufficientScope,
+                "the token lacks a scope this resource requires",
+            )
+        }
+    }
+
+    pub(crate) fn unavailable(description: &'static str, retry_after: Duration) -> Self {
+        Self {
+            retry_after: Some(retry_after.max(Duration::from_secs(1))),
+            ..Self::new(ErrorKind::Unavailable, description)
+        }
+    }
+
+    /// The class of this rejection.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The HTTP status code this rejection answers with.
+    pub fn status(&self) -> StatusCode {
+        self.kind.status()
+    }
+
+    /// A short, human-readable, secret-free description (sent as `error_description`).
+    pub fn description(&self) -> &str {
+        self.description
+    }
+
+    /// For [`ErrorKind::InsufficientScope`]: the space-separated scopes the resource requires.
+    pub fn required_scope(&self) -> Option<&str> {
+        self.scope.as_deref()
+    }
+
+    /// For [`ErrorKind::Unavailable`]: how long the client should wait before retrying.
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
+    }
+}
+
+impl fmt::Debug for AuthError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthError")
+            .field("kind", &self.kind)
+            .field("description", &self.description)
+            .field("scope", &self.scope)
+            .field("retry_after", &self.retry_after)
+            .finish()
+    }
+}
+
+impl fmt::Display for AuthError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.kind.error_code() {
+            Some(code) => write!(f, "{code}: {}", self.description),
+            None => f.write_str(self.description),
+        }
+    }
+}
+
+impl std::error::Error for AuthError {}
+
+/// A configuration the builder refused; returned by `build()`, never at request time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    message: Cow<'static, str>,
+}
+
+impl ConfigError {
+    pub(crate) fn new(message: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid portcullis configuration: {}", self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_map_to_rfc6750_status_and_code() {
+        let table = [
+            (ErrorKind::MissingToken, 401, None),
+            (ErrorKind::InvalidRequest, 400, Some("invalid_request")),
+            (ErrorKind::InvalidToken, 401, Some("invalid_token")),
+            (
+                ErrorKind::InsufficientScope,
+                403,
+                Some("insufficient_scope"),
+            ),
+            (ErrorKind::Unavailable, 503, None),
+        ];
+        for (kind, status, code) in table {
+            assert_eq!(kind.status().as_u16(), status, "{kind:?}");
+            assert_eq!(kind.error_code(), code, "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn retry_after_is_at_least_one_second() {
+        let e = AuthError::unavailable("down", Duration::from_millis(10));
+        assert_eq!(e.retry_after(), Some(Duration::from_secs(1)));
+    }
+}

@@ -1,0 +1,305 @@
+//! A JWK Set (RFC 7517) turned into verification keys, once, when it loads.
+
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use jsonwebtoken::DecodingKey;
+use serde::Deserialize;
+
+use crate::jwt::{
+    alg::{AlgSet, Algorithm},
+    header::MAX_KID_LEN,
+};
+
+/// The smallest RSA modulus accepted, in bytes (2048 bits).
+const MIN_RSA_MODULUS_LEN: usize = 256;
+
+/// A verification key with the algorithms it may verify.
+pub(crate) struct Key {
+    pub(crate) kid: Option<Box<str>>,
+    pub(crate) algs: AlgSet,
+    pub(crate) key: DecodingKey,
+}
+
+/// The usable keys of one JWK Set.
+#[derive(Default)]
+pub(crate) struct KeySet {
+    pub(crate) keys: Vec<Key>,
+}
+
+impl KeySet {
+    /// The key for a token's `kid` and `alg`. Without a `kid`, the one key that can verify
+    /// `alg`, if there is exactly one.
+    pub(crate) fn find(&self, kid: Option<&str>, alg: Algorithm) -> Option<&Key> {
+        match kid {
+            Some(kid) => self
+                .keys
+                .iter()
+                .find(|k| k.kid.as_deref() == Some(kid) && k.algs.contains(alg)),
+            None => {
+                let mut candidates = self.keys.iter().filter(|k| k.algs.contains(alg));
+                let first = candidates.next()?;
+                candidates.next().is_none().then_some(first)
+            }
+        }
+    }
+
+    /// Whether a key with this `kid` exists, whatever its algorithms.
+    pub(crate) fn has_kid(&self, kid: &str) -> bool {
+        self.keys.iter().any(|k| k.kid.as_deref() == Some(kid))
+    }
+}
+
+/// Why a JWK Set document as a whole was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct InvalidJwks(pub(crate) &'static str);
+
+#[derive(Deserialize)]
+struct Document {
+    keys: Vec<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct RawJwk {
+    kty: String,
+    #[serde(default, rename = "use")]
+    use_: Option<String>,
+    #[serde(default)]
+    key_ops: Option<Vec<String>>,
+    #[serde(default)]
+    alg: Option<String>,
+    #[serde(default)]
+    kid: Option<String>,
+    #[serde(default)]
+    crv: Option<String>,
+    #[serde(default)]
+    n: Option<String>,
+    #[serde(default)]
+    e: Option<String>,
+    #[serde(default)]
+    x: Option<String>,
+    #[serde(default)]
+    y: Option<String>,
+    // Private or symmetric key material: such a key is never used.
+    #[serde(default)]
+    d: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    p: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    q: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    dp: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    dq: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    qi: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    oth: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    k: Option<serde::de::IgnoredAny>,
+}
+
+/// Parses a JWK Set; keys that cannot be used are skipped (and logged), not fatal.
+pub(crate) fn parse(json: &[u8], allowed: AlgSet) -> Result<KeySet, InvalidJwks> {
+    let doc: Document =
+        serde_json::from_slice(json).map_err(|_| InvalidJwks("not a JWK Set document"))?;
+    let mut keys = Vec::with_capacity(doc.keys.len());
+    for (index, value) in doc.keys.into_iter().enumerate() {
+        match serde_json::from_value::<RawJwk>(value)
+            .map_err(|_| "malformed key")
+            .and_then(|raw| key(raw, allowed))
+        {
+            Ok(k) => keys.push(k),
+            Err(_why) => {
+                #[cfg(feature = "tracing")]
+                tracing::warn!(target: "portcullis::jwks", index, reason = _why, "skipping a JWK");
+                #[cfg(not(feature = "tracing"))]
+                let _ = index;
+            }
+        }
+    }
+    Ok(KeySet { keys })
+}
+
+fn decoded_len(b64: &str) -> Result<usize, &'static str> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(b64)
+        .map_err(|_| "key member is not base64url")?;
+    Ok(bytes.iter().skip_while(|b| **b == 0).count())
+}
+
+fn key(raw: RawJwk, allowed: AlgSet) -> Result<Key, &'static str> {
+    if raw.d.is_some()
+        || raw.p.is_some()
+        || raw.q.is_some()
+        || raw.dp.is_some()
+        || raw.dq.is_some()
+        || raw.qi.is_some()
+        || raw.oth.is_some()
+        || raw.k.is_some()
+    {
+        return Err("key carries private or symmetric material");
+    }
+    if raw.use_.as_deref().is_some_and(|u| u != "sig") {
+        return Err("key is not for signatures");
+    }
+    if raw
+        .key_ops
+        .as_ref()
+        .is_some_and(|ops| !ops.iter().any(|o| o == "verify"))
+    {
+        return Err("key_ops does not allow verify");
+    }
+    if raw.kid.as_ref().is_some_and(|k| k.len() > MAX_KID_LEN) {
+        return Err("kid is too long");
+    }
+    let (family, decoding) = match (raw.kty.as_str(), raw.crv.as_deref()) {
+        ("RSA", _) => {
+            let (Some(n), Some(e)) = (&raw.n, &raw.e) else {
+                return Err("RSA key without n or e");
+            };
+            if decoded_len(n)? < MIN_RSA_MODULUS_LEN {
+                return Err("RSA modulus shorter than 2048 bits");
+            }
+            let e_len = decoded_len(e)?;
+            if e_len == 0 || e_len > 8 {
+                return Err("RSA exponent out of range");
+            }
+            let key = DecodingKey::from_rsa_components(n, e).map_err(|_| "bad RSA key")?;
+            (AlgSet::RSA, key)
+        }
+        ("EC", Some(crv @ ("P-256" | "P-384"))) => {
+            let (Some(x), Some(y)) = (&raw.x, &raw.y) else {
+                return Err("EC key without x or y");
+            };
+            let (alg, len) = if crv == "P-256" {
+                (Algorithm::ES256, 32)
+            } else {
+                (Algorithm::ES384, 48)
+            };
+            if decoded_len(x)? > len || decoded_len(y)? > len {
+                return Err("EC coordinate longer than the curve");
+            }
+            let key = DecodingKey::from_ec_components(x, y).map_err(|_| "bad EC key")?;
+            (AlgSet::one(alg), key)
+        }
+        ("OKP", Some("Ed25519")) => {
+            let Some(x) = &raw.x else {
+                return Err("OKP key without x");
+            };
+            let len = URL_SAFE_NO_PAD
+                .decode(x)
+                .map_err(|_| "key member is not base64url")?
+                .len();
+            if len != 32 {
+                return Err("Ed25519 key of the wrong length");
+            }
+            let key = DecodingKey::from_ed_components(x).map_err(|_| "bad Ed25519 key")?;
+            (AlgSet::one(Algorithm::EdDSA), key)
+        }
+        _ => return Err("unsupported key type or curve"),
+    };
+    let mut algs = family.intersect(allowed);
+    if let Some(alg) = raw.alg.as_deref() {
+        // RFC 9864 names EdDSA on Ed25519 "Ed25519".
+        let alg = if alg == "Ed25519" { "EdDSA" } else { alg };
+        let alg = Algorithm::from_name(alg).ok_or("key alg is not supported")?;
+        algs = algs.intersect(AlgSet::one(alg));
+    }
+    if algs.is_empty() {
+        return Err("no allowed algorithm fits the key");
+    }
+    Ok(Key {
+        kid: raw.kid.map(String::into_boxed_str),
+        algs,
+        key: decoding,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const N: &str = "sXchDaQebHnPiGvyDOAT4saGEUetSyo9MKLOoWFsueri23bOdgWp4Dy1WlUzewbgBHod5pcM9H95GQRV3JDXboIRROSBigeC5yjU1hGzHHyXss8UDprecbAYxknTcQkhslANGRUZmdTOQ5qTRsLAt6BTYuyvVRdhS8exSZEy_c4gs_7svlJJQ4H9_NxsiIoLwAEk7-Q3UXERGYw_75IDrGA84-lA_-Ct4eTlXHBIY2EaV7t7LjJaynVJCpkv4LKjTTAumiGUIuQhrNhZLuF_RJLqHpM2kgWFLU7-VTdL1VbC2tejvcI2BlMkEpk1BzBZI0KQB0GaDWFLN-aEAw3vRw";
+
+    fn one(jwk: &str) -> Result<Key, &'static str> {
+        key(
+            serde_json::from_str(jwk).expect("jwk json"),
+            AlgSet::of(Algorithm::ALL),
+        )
+    }
+
+    #[test]
+    fn key_admission_table() {
+        let rsa = |extra: &str| format!(r#"{{"kty":"RSA","n":"{N}","e":"AQAB"{extra}}}"#);
+        let ec = r#""crv":"P-256","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0""#;
+        let ok: &[(String, AlgSet)] = &[
+            (rsa(""), AlgSet::RSA),
+            (rsa(r#","use":"sig""#), AlgSet::RSA),
+            (rsa(r#","alg":"PS256""#), AlgSet::one(Algorithm::PS256)),
+            (rsa(r#","key_ops":["verify"]"#), AlgSet::RSA),
+            (format!(r#"{{"kty":"EC",{ec}}}"#), AlgSet::one(Algorithm::ES256)),
+            (format!(r#"{{"kty":"EC","alg":"ES256",{ec}}}"#), AlgSet::one(Algorithm::ES256)),
+            (
+                r#"{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}"#.into(),
+                AlgSet::one(Algorithm::EdDSA),
+            ),
+        ];
+        for (jwk, algs) in ok {
+            let k = one(jwk).unwrap_or_else(|e| panic!("{jwk}: {e}"));
+            assert_eq!(k.algs, *algs, "{jwk}");
+        }
+        let bad = [
+            rsa(r#","use":"enc""#),
+            rsa(r#","key_ops":["encrypt"]"#),
+            rsa(r#","d":"AQAB""#),
+            rsa(r#","alg":"ES256""#),
+            rsa(r#","alg":"HS256""#),
+            rsa(r#","alg":"none""#),
+            format!(r#"{{"kty":"RSA","n":"{}","e":"AQAB"}}"#, &N[..170]),
+            r#"{"kty":"RSA","e":"AQAB"}"#.into(),
+            format!(r#"{{"kty":"EC","alg":"ES384",{ec}}}"#),
+            format!(r#"{{"kty":"EC","alg":"RS256",{ec}}}"#),
+            r#"{"kty":"EC","crv":"P-521","x":"AA","y":"AA"}"#.into(),
+            r#"{"kty":"oct","k":"c2VjcmV0"}"#.into(),
+            r#"{"kty":"oct"}"#.into(),
+            r#"{"kty":"OKP","crv":"Ed448","x":"AA"}"#.into(),
+            r#"{"kty":"OKP","crv":"Ed25519","x":"AAAA"}"#.into(),
+            r#"{"kty":"OKP","crv":"Ed25519","x":"!!!"}"#.into(),
+            format!(
+                r#"{{"kty":"RSA","n":"{N}","e":"AQAB","kid":"{}"}}"#,
+                "k".repeat(300)
+            ),
+        ];
+        for jwk in bad {
+            assert!(one(&jwk).is_err(), "{jwk} should be skipped");
+        }
+    }
+
+    #[test]
+    fn allowlist_narrows_key_algorithms() {
+        let jwk = format!(r#"{{"kty":"RSA","n":"{N}","e":"AQAB"}}"#);
+        let raw = serde_json::from_str(&jwk).expect("jwk");
+        let k = key(raw, AlgSet::one(Algorithm::PS384)).expect("key");
+        assert_eq!(k.algs, AlgSet::one(Algorithm::PS384));
+        let raw = serde_json::from_str(&jwk).expect("jwk");
+        assert!(key(raw, AlgSet::one(Algorithm::ES256)).is_err());
+    }
+
+    #[test]
+    fn bad_keys_are_skipped_not_fatal() {
+        let doc = format!(
+            r#"{{"keys":[{{"kty":"oct","k":"AA"}},{{"kty":"RSA","kid":"good","n":"{N}","e":"AQAB"}},7,{{"kty":"RSA"}}]}}"#
+        );
+        let set = parse(doc.as_bytes(), AlgSet::of(Algorithm::ALL)).expect("set");
+        assert_eq!(set.keys.len(), 1);
+        assert!(set.find(Some("good"), Algorithm::RS256).is_some());
+        assert!(set.find(Some("good"), Algorithm::ES256).is_none());
+        assert!(set.find(Some("GOOD"), Algorithm::RS256).is_none());
+        assert!(
+            set.find(None, Algorithm::RS256).is_some(),
+            "the only RSA key"
+        );
+        for doc in ["[]", "{}", r#"{"keys":{}}"#, "null", "{"] {
+            assert!(parse(doc.as_bytes(), AlgSet::RSA).is_err(), "{doc}");
+        }
+    }
+}

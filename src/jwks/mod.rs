@@ -1,0 +1,320 @@
+//! The key cache of one issuer: discovery, a snapshot read without I/O on the hot path,
+//! one shared refresh at a time, a cooldown for unknown `kid`s, and stale keys during an
+//! outage.
+
+pub(crate) mod keys;
+
+use std::{
+    sync::{Arc, Mutex, PoisonError, RwLock},
+    time::{Duration, Instant},
+};
+
+use futures_util::{
+    FutureExt,
+    future::{BoxFuture, Shared},
+};
+use reqwest::Url;
+
+use crate::{
+    discovery,
+    http_client::{FetchError, HttpClient, max_age, parse_url},
+    jwt::alg::AlgSet,
+};
+use keys::KeySet;
+
+/// Default time keys are used before they are fetched again: 10 minutes.
+pub const DEFAULT_JWKS_TTL: Duration = Duration::from_secs(600);
+/// Default minimum time between two fetches caused by unknown `kid`s or failures: 30 s.
+pub const DEFAULT_REFRESH_COOLDOWN: Duration = Duration::from_secs(30);
+/// Default time keys keep serving past their TTL while the issuer cannot be reached: 1 hour.
+pub const DEFAULT_MAX_STALE: Duration = Duration::from_secs(3600);
+/// Bounds within which a `Cache-Control: max-age` from the JWKS endpoint replaces the TTL.
+pub(crate) const MAX_AGE_BOUNDS: (Duration, Duration) =
+    (Duration::from_secs(60), Duration::from_secs(24 * 3600));
+
+/// Where an issuer's keys come from.
+#[derive(Clone, Debug)]
+pub(crate) enum Source {
+    /// Discovery from the issuer URL, then its `jwks_uri`.
+    Discovery(Url),
+    /// A `jwks_uri` given directly.
+    JwksUri(Url),
+    /// Keys given at build time; never fetched.
+    Static,
+}
+
+/// Refresh policy, shared by all issuers of an authenticator.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct CachePolicy {
+    pub(crate) ttl: Duration,
+    pub(crate) cooldown: Duration,
+    pub(crate) max_stale: Duration,
+    pub(crate) allow_http: bool,
+}
+
+impl Default for CachePolicy {
+    fn default() -> Self {
+        Self {
+            ttl: DEFAULT_JWKS_TTL,
+            cooldown: DEFAULT_REFRESH_COOLDOWN,
+            max_stale: DEFAULT_MAX_STALE,
+            allow_http: false,
+        }
+    }
+}
+
+type Refresh = Shared<BoxFuture<'static, ()>>;
+
+struct State {
+    keys: Option<Arc<KeySet>>,
+    fresh_until: Instant,
+    usable_until: Instant,
+    last_attempt: Option<Instant>,
+    inflight: Option<Refresh>,
+}
+
+struct Inner {
+    issuer: Arc<str>,
+    source: Source,
+    http: HttpClient,
+    policy: CachePolicy,
+    allowed: AlgSet,
+    discovered: Mutex<Option<Url>>,
+    state: RwLock<State>,
+    fetches: std::sync::atomic::AtomicU64,
+}
+
+/// What the hot path may do with the keys right now.
+pub(crate) enum Keys {
+    /// Use these keys; `refetch` says whether an unknown `kid` may wait for a refresh.
+    Ready { keys: Arc<KeySet>, refetch: bool },
+    /// No usable keys: wait for a refresh.
+    MustRefresh,
+    /// No usable keys and a fetch is not allowed yet.
+    Unavailable(Duration),
+}
+
+/// The keys of one issuer. Cloning shares the cache.
+#[derive(Clone)]
+pub(crate) struct JwksCache {
+    inner: Arc<Inner>,
+}
+
+impl JwksCache {
+    pub(crate) fn new(
+        issuer: Arc<str>,
+        source: Source,
+        initial: Option<KeySet>,
+        http: HttpClient,
+        policy: CachePolicy,
+        allowed: AlgSet,
+    ) -> Self {
+        let now = Instant::now();
+        let state = State {
+            keys: initial.map(Arc::new),
+            fresh_until: now,
+            usable_until: now,
+            last_attempt: None,
+            inflight: None,
+        };
+        Self {
+            inner: Arc::new(Inner {
+                issuer,
+                source,
+                http,
+                policy,
+                allowed,
+                discovered: Mutex::new(None),
+                state: RwLock::new(state),
+                fetches: 0.into(),
+            }),
+        }
+    }
+
+    pub(crate) fn issuer(&self) -> &Arc<str> {
+        &self.inner.issuer
+    }
+
+    /// How many fetches of the key set were started (for tests and diagnostics).
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn fetch_count(&self) -> u64 {
+        self.inner
+            .fetches
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The keys to use now. Never does I/O and never blocks on one.
+    pub(crate) fn current(&self, now: Instant) -> Keys {
+        let inner = &self.inner;
+        if matches!(inner.source, Source::Static) {
+            return match &read(&inner.state).keys {
+                Some(keys) => Keys::Ready {
+                    keys: Arc::clone(keys),
+                    refetch: false,
+                },
+                None => Keys::Unavailable(inner.policy.cooldown),
+            };
+        }
+        let (keys, fresh, usable, may_fetch, retry_after) = {
+            let st = read(&inner.state);
+            let (may_fetch, retry_after) = inner.may_fetch(&st, now);
+            (
+                st.keys.clone(),
+                now < st.fresh_until,
+                now < st.usable_until,
+                may_fetch,
+                retry_after,
+            )
+        };
+        match keys {
+            Some(keys) if fresh => Keys::Ready {
+                keys,
+                refetch: may_fetch,
+            },
+            Some(keys) if usable => {
+                // Stale but usable: serve now, refresh in the background.
+                let refetch = may_fetch && self.refresh_in_background();
+                Keys::Ready { keys, refetch }
+            }
+            _ if may_fetch => Keys::MustRefresh,
+            _ => Keys::Unavailable(retry_after),
+        }
+    }
+
+    fn refresh_in_background(&self) -> bool {
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                let refresh = self.refresh();
+                handle.spawn(refresh);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Starts a fetch, or joins the one under way. The fetch runs as its own task, so it
+    /// completes even if every waiter goes away.
+    pub(crate) fn refresh(&self) -> Refresh {
+        let mut st = write(&self.inner.state);
+        if let Some(inflight) = &st.inflight {
+            return inflight.clone();
+        }
+        st.last_attempt = Some(Instant::now());
+        self.inner
+            .fetches
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let inner = Arc::clone(&self.inner);
+        let task = async move {
+            let result = inner.fetch().await;
+            inner.install(result);
+        };
+        let shared = match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                let join = handle.spawn(task);
+                let inner = Arc::clone(&self.inner);
+                async move {
+                    if join.await.is_err() {
+                        // The task was cancelled (runtime shutting down): let a later
+                        // request try again.
+                        write(&inner.state).inflight = None;
+                    }
+                }
+                .boxed()
+                .shared()
+            }
+            Err(_) => task.boxed().shared(),
+        };
+        st.inflight = Some(shared.clone());
+        shared
+    }
+}
+
+impl Inner {
+    /// Whether a fetch may start (or be joined) now, and otherwise when it may.
+    fn may_fetch(&self, st: &State, now: Instant) -> (bool, Duration) {
+        if st.inflight.is_some() {
+            return (true, Duration::ZERO);
+        }
+        match st.last_attempt {
+            Some(at) => {
+                let next = at + self.policy.cooldown;
+                (now >= next, next.saturating_duration_since(now))
+            }
+            None => (true, Duration::ZERO),
+        }
+    }
+
+    async fn jwks_uri(&self) -> Result<Url, FetchError> {
+        let issuer_url = match &self.source {
+            Source::JwksUri(url) => return Ok(url.clone()),
+            Source::Discovery(url) => url,
+            Source::Static => return Err(FetchError::Invalid("static key set")),
+        };
+        if let Some(url) = lock(&self.discovered).clone() {
+            return Ok(url);
+        }
+        let metadata = discovery::discover(&self.http, issuer_url, &self.issuer).await?;
+        let uri = metadata
+            .jwks_uri
+            .ok_or(FetchError::Invalid("discovery document has no jwks_uri"))?;
+        let uri = parse_url(&uri, self.policy.allow_http)
+            .map_err(|_| FetchError::Invalid("discovery document has an unusable jwks_uri"))?;
+        *lock(&self.discovered) = Some(uri.clone());
+        Ok(uri)
+    }
+
+    async fn fetch(&self) -> Result<(KeySet, Option<Duration>), FetchError> {
+        let url = self.jwks_uri().await?;
+        let fetched = match self.http.get(&url).await {
+            Ok(fetched) => fetched,
+            Err(e) => {
+                // The issuer may have moved its keys: discover again next time.
+                *lock(&self.discovered) = None;
+                return Err(e);
+            }
+        };
+        let set = keys::parse(&fetched.body, self.allowed).map_err(|e| FetchError::Invalid(e.0))?;
+        if set.keys.is_empty() {
+            return Err(FetchError::Invalid("the key set has no usable key"));
+        }
+        Ok((set, max_age(&fetched.headers)))
+    }
+
+    fn install(&self, result: Result<(KeySet, Option<Duration>), FetchError>) {
+        let now = Instant::now();
+        let mut st = write(&self.state);
+        st.inflight = None;
+        match result {
+            Ok((set, max_age)) => {
+                let ttl = max_age
+                    .map(|age| age.clamp(MAX_AGE_BOUNDS.0, MAX_AGE_BOUNDS.1))
+                    .unwrap_or(self.policy.ttl);
+                st.keys = Some(Arc::new(set));
+                st.fresh_until = now + ttl;
+                st.usable_until = now + ttl + self.policy.max_stale;
+            }
+            Err(_error) => {
+                #[cfg(feature = "tracing")]
+                tracing::warn!(
+                    target: "portcullis::jwks",
+                    issuer = %self.issuer,
+                    error = %_error,
+                    serving_stale = st.keys.is_some() && now < st.usable_until,
+                    "could not refresh the issuer's keys"
+                );
+            }
+        }
+    }
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn lock<T>(lock: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    lock.lock().unwrap_or_else(PoisonError::into_inner)
+}

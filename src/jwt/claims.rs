@@ -1,0 +1,392 @@
+//! A single strict pass over the claims validation needs; every other claim is skipped here
+//! and read by the typed claims afterwards.
+
+use std::{borrow::Cow, fmt};
+
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+use crate::{error::AuthError, principal::Scopes};
+
+/// Which claim carries the scopes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum ScopeClaim {
+    /// `scope` (space-delimited), else `scp` (string or array).
+    Default,
+    /// One named claim, a space-delimited string or an array.
+    Named(Box<str>),
+}
+
+impl ScopeClaim {
+    pub(crate) fn scopes(&self, view: &ClaimsView<'_>) -> Scopes {
+        let list = match self {
+            Self::Default => view.scope.as_ref().or(view.scp.as_ref()),
+            Self::Named(_) => view.scope.as_ref(),
+        };
+        match list {
+            None => Scopes::default(),
+            Some(StrList::One(s)) => Scopes::from_space_delimited(s),
+            Some(StrList::Many(v)) => v.iter().map(|s| s.as_ref()).collect(),
+        }
+    }
+}
+
+/// A JSON string, borrowed from the input when it has no escapes.
+struct Str<'de>(Cow<'de, str>);
+
+impl<'de> de::Deserialize<'de> for Str<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Str<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Str(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Str(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// A string or an array of strings (`aud`, `scp`).
+#[derive(Debug, PartialEq)]
+pub(crate) enum StrList<'de> {
+    One(Cow<'de, str>),
+    Many(Vec<Cow<'de, str>>),
+}
+
+impl StrList<'_> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &str> {
+        let (one, many) = match self {
+            Self::One(s) => (Some(s.as_ref()), &[][..]),
+            Self::Many(v) => (None, v.as_slice()),
+        };
+        one.into_iter().chain(many.iter().map(|s| s.as_ref()))
+    }
+}
+
+impl<'de> de::Deserialize<'de> for StrList<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = StrList<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string or an array of strings")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(StrList::One(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(StrList::One(Cow::Owned(v.to_owned())))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(1).min(16));
+                while let Some(Str(s)) = seq.next_element()? {
+                    items.push(s);
+                }
+                Ok(StrList::Many(items))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A NumericDate (RFC 7519 §2): a JSON number, never a string or null.
+struct NumericDate(f64);
+
+impl<'de> de::Deserialize<'de> for NumericDate {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = NumericDate;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a number of seconds")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(NumericDate(v as f64))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(NumericDate(v as f64))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+                Ok(NumericDate(v))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// The claims validation reads.
+#[derive(Debug, Default)]
+pub(crate) struct ClaimsView<'de> {
+    pub(crate) iss: Option<Cow<'de, str>>,
+    pub(crate) sub: Option<Cow<'de, str>>,
+    pub(crate) aud: Option<StrList<'de>>,
+    pub(crate) exp: Option<f64>,
+    pub(crate) nbf: Option<f64>,
+    pub(crate) iat: Option<f64>,
+    /// The configured scope claim, or `scope` by default.
+    pub(crate) scope: Option<StrList<'de>>,
+    pub(crate) scp: Option<StrList<'de>>,
+    pub(crate) active: Option<bool>,
+}
+
+/// Reads a [`ClaimsView`] from a JSON object; anything but an object, a duplicate of a
+/// claim it reads, or a wrong type for one is an error.
+pub(crate) struct ClaimsSeed<'s> {
+    pub(crate) scope_claim: &'s ScopeClaim,
+}
+
+impl<'de> DeserializeSeed<'de> for ClaimsSeed<'_> {
+    type Value = ClaimsView<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+fn set<'de, T: de::Deserialize<'de>, A: MapAccess<'de>>(
+    slot: &mut Option<T>,
+    map: &mut A,
+    name: &'static str,
+) -> Result<(), A::Error> {
+    if slot.is_some() {
+        return Err(de::Error::duplicate_field(name));
+    }
+    *slot = Some(map.next_value()?);
+    Ok(())
+}
+
+impl<'de> Visitor<'de> for ClaimsSeed<'_> {
+    type Value = ClaimsView<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object of claims")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut v = ClaimsView::default();
+        let named = match self.scope_claim {
+            ScopeClaim::Default => "scope",
+            ScopeClaim::Named(n) => n,
+        };
+        let mut iss: Option<Str<'de>> = None;
+        let mut sub: Option<Str<'de>> = None;
+        let (mut exp, mut nbf, mut iat) = (None, None, None);
+        while let Some(Str(key)) = map.next_key::<Str<'de>>()? {
+            match key.as_ref() {
+                "iss" => set(&mut iss, &mut map, "iss")?,
+                "sub" => set(&mut sub, &mut map, "sub")?,
+                "aud" => set(&mut v.aud, &mut map, "aud")?,
+                "exp" => set::<NumericDate, _>(&mut exp, &mut map, "exp")?,
+                "nbf" => set::<NumericDate, _>(&mut nbf, &mut map, "nbf")?,
+                "iat" => set::<NumericDate, _>(&mut iat, &mut map, "iat")?,
+                "active" => set(&mut v.active, &mut map, "active")?,
+                k if k == named => set(&mut v.scope, &mut map, "scope")?,
+                "scp" if *self.scope_claim == ScopeClaim::Default => {
+                    set(&mut v.scp, &mut map, "scp")?
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        v.iss = iss.map(|s| s.0);
+        v.sub = sub.map(|s| s.0);
+        v.exp = exp.map(|d| d.0);
+        v.nbf = nbf.map(|d| d.0);
+        v.iat = iat.map(|d| d.0);
+        Ok(v)
+    }
+}
+
+pub(crate) fn parse<'de>(
+    json: &'de [u8],
+    scope_claim: &ScopeClaim,
+) -> Result<ClaimsView<'de>, AuthError> {
+    let mut de = serde_json::Deserializer::from_slice(json);
+    let view = ClaimsSeed { scope_claim }
+        .deserialize(&mut de)
+        .and_then(|v| de.end().map(|()| v))
+        .map_err(|_| AuthError::invalid_token("the token's claims are malformed"))?;
+    Ok(view)
+}
+
+/// Time and audience rules shared by JWT validation and introspection answers.
+#[derive(Clone, Debug)]
+pub(crate) struct TimeRules {
+    pub(crate) leeway: f64,
+}
+
+impl TimeRules {
+    /// `exp` not past, `nbf` and `iat` not in the future, each with the leeway.
+    pub(crate) fn check(
+        &self,
+        view: &ClaimsView<'_>,
+        now: f64,
+        exp_required: bool,
+    ) -> Result<(), AuthError> {
+        match view.exp {
+            Some(exp) if now > exp + self.leeway => {
+                return Err(AuthError::invalid_token("the token has expired"));
+            }
+            None if exp_required => {
+                return Err(AuthError::invalid_token("the token has no expiry"));
+            }
+            _ => {}
+        }
+        if view.nbf.is_some_and(|nbf| nbf > now + self.leeway) {
+            return Err(AuthError::invalid_token("the token is not valid yet"));
+        }
+        if view.iat.is_some_and(|iat| iat > now + self.leeway) {
+            return Err(AuthError::invalid_token(
+                "the token was issued in the future",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Whether any of the token's audiences is one of `expected`.
+pub(crate) fn audience_matches(aud: Option<&StrList<'_>>, expected: &[Box<str>]) -> bool {
+    aud.is_some_and(|aud| aud.iter().any(|a| expected.iter().any(|e| **e == *a)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(json: &str) -> Result<ClaimsView<'_>, AuthError> {
+        parse(json.as_bytes(), &ScopeClaim::Default)
+    }
+
+    #[test]
+    fn shapes_that_parse() {
+        let v = view(r#"{"iss":"i","sub":"s","aud":"a","exp":10,"nbf":1.5,"iat":1,"scope":"read write","x":{"y":[1]}}"#)
+            .expect("view");
+        assert_eq!(v.iss.as_deref(), Some("i"));
+        assert_eq!(v.aud, Some(StrList::One("a".into())));
+        assert_eq!(v.exp, Some(10.0));
+        assert_eq!(v.nbf, Some(1.5));
+        let v = view(r#"{"aud":["a","b"],"scp":["read","write"]}"#).expect("view");
+        assert_eq!(v.aud.as_ref().map(|a| a.iter().count()), Some(2));
+        assert_eq!(
+            ScopeClaim::Default.scopes(&v).iter().collect::<Vec<_>>(),
+            ["read", "write"]
+        );
+        let v = view(r#"{"iss":"a\/b\u0041"}"#).expect("escaped");
+        assert_eq!(v.iss.as_deref(), Some("a/bA"));
+    }
+
+    #[test]
+    fn scope_claim_shapes() {
+        let table: &[(&str, ScopeClaim, &[&str])] = &[
+            (
+                r#"{"scope":"read write"}"#,
+                ScopeClaim::Default,
+                &["read", "write"],
+            ),
+            (
+                r#"{"scp":"read write"}"#,
+                ScopeClaim::Default,
+                &["read", "write"],
+            ),
+            (
+                r#"{"scp":["read","write"]}"#,
+                ScopeClaim::Default,
+                &["read", "write"],
+            ),
+            (r#"{"scope":"a","scp":["b"]}"#, ScopeClaim::Default, &["a"]),
+            (r#"{}"#, ScopeClaim::Default, &[]),
+            (
+                r#"{"roles":["admin"],"scope":"read"}"#,
+                ScopeClaim::Named("roles".into()),
+                &["admin"],
+            ),
+            (
+                r#"{"scp":["admin"]}"#,
+                ScopeClaim::Named("roles".into()),
+                &[],
+            ),
+        ];
+        for (json, claim, expected) in table {
+            let v = parse(json.as_bytes(), claim).expect(json);
+            assert_eq!(
+                claim.scopes(&v).iter().collect::<Vec<_>>(),
+                *expected,
+                "{json}"
+            );
+        }
+    }
+
+    #[test]
+    fn shapes_that_are_rejected() {
+        let bad = [
+            r#"[]"#,
+            r#""claims""#,
+            r#"42"#,
+            r#"null"#,
+            r#"{"exp":"10"}"#,
+            r#"{"exp":null}"#,
+            r#"{"exp":true}"#,
+            r#"{"nbf":"1"}"#,
+            r#"{"iat":[1]}"#,
+            r#"{"iss":5}"#,
+            r#"{"iss":null}"#,
+            r#"{"aud":5}"#,
+            r#"{"aud":[5]}"#,
+            r#"{"aud":{"a":1}}"#,
+            r#"{"sub":1}"#,
+            r#"{"scope":1}"#,
+            r#"{"scp":[1]}"#,
+            r#"{"iss":"a","iss":"b"}"#,
+            r#"{"exp":1,"exp":2}"#,
+            r#"{"aud":"a"} trailing"#,
+            r#"{"aud":"a""#,
+            "",
+        ];
+        for json in bad {
+            assert!(view(json).is_err(), "{json} should be rejected");
+        }
+    }
+
+    #[test]
+    fn time_rules() {
+        let rules = TimeRules { leeway: 30.0 };
+        let now = 1_000_000.0;
+        let check = |json: &str| rules.check(&view(json).expect(json), now, true).is_ok();
+        assert!(check(r#"{"exp":1000100}"#));
+        assert!(check(r#"{"exp":999990}"#), "inside the leeway");
+        assert!(!check(r#"{"exp":999960}"#), "past the leeway");
+        assert!(!check(r#"{}"#), "exp required");
+        assert!(check(r#"{"exp":1000100,"nbf":1000020}"#));
+        assert!(!check(r#"{"exp":1000100,"nbf":1000040}"#));
+        assert!(check(r#"{"exp":1000100,"iat":1000020}"#));
+        assert!(!check(r#"{"exp":1000100,"iat":1000040}"#));
+        assert!(rules.check(&view("{}").expect("view"), now, false).is_ok());
+    }
+
+    #[test]
+    fn audience_table() {
+        let expected: Vec<Box<str>> = vec!["api".into(), "api2".into()];
+        let table = [
+            (r#"{"aud":"api"}"#, true),
+            (r#"{"aud":["x","api2"]}"#, true),
+            (r#"{"aud":"API"}"#, false),
+            (r#"{"aud":"api/"}"#, false),
+            (r#"{"aud":[]}"#, false),
+            (r#"{}"#, false),
+        ];
+        for (json, ok) in table {
+            let v = view(json).expect(json);
+            assert_eq!(audience_matches(v.aud.as_ref(), &expected), ok, "{json}");
+        }
+    }
+}

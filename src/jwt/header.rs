@@ -1,0 +1,164 @@
+//! The JOSE header, parsed strictly and only for what validation needs.
+
+use std::borrow::Cow;
+
+use serde::{Deserialize, de::IgnoredAny};
+
+use super::alg::Algorithm;
+use crate::error::AuthError;
+
+/// The longest `kid` looked up; longer ones are rejected before any lookup.
+pub(crate) const MAX_KID_LEN: usize = 256;
+
+/// How the `typ` header is checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TypPolicy {
+    /// `at+jwt`, `application/at+jwt`, `JWT` or absent.
+    Lenient,
+    /// `at+jwt` or `application/at+jwt` only (RFC 9068 §4).
+    Strict,
+}
+
+#[derive(Deserialize)]
+struct RawHeader<'a> {
+    #[serde(borrow)]
+    alg: Cow<'a, str>,
+    #[serde(default, borrow)]
+    kid: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    typ: Option<Cow<'a, str>>,
+    // Present at all means an extension we do not implement: reject.
+    #[serde(default)]
+    crit: Option<IgnoredAny>,
+    // JWE members: an encrypted token is not a signed one.
+    #[serde(default)]
+    enc: Option<IgnoredAny>,
+    #[serde(default)]
+    zip: Option<IgnoredAny>,
+    // RFC 7797 unencoded payloads change the signing input: never accepted.
+    #[serde(default)]
+    b64: Option<IgnoredAny>,
+    // `jku`, `x5u`, `jwk`, `x5c` and other members are ignored: a key is only ever found
+    // in the issuer's own key set, by `kid`.
+}
+
+/// The parts of the header validation uses.
+#[derive(Debug)]
+pub(crate) struct Header<'a> {
+    pub(crate) alg: Algorithm,
+    pub(crate) kid: Option<Cow<'a, str>>,
+}
+
+pub(crate) fn parse(json: &[u8], typ_policy: TypPolicy) -> Result<Header<'_>, AuthError> {
+    let raw: RawHeader<'_> = serde_json::from_slice(json)
+        .map_err(|_| AuthError::invalid_token("the token header is not a valid JOSE header"))?;
+    if raw.crit.is_some() || raw.b64.is_some() {
+        return Err(AuthError::invalid_token(
+            "the token header names an unsupported critical extension",
+        ));
+    }
+    if raw.enc.is_some() || raw.zip.is_some() {
+        return Err(AuthError::invalid_token(
+            "encrypted tokens are not accepted",
+        ));
+    }
+    let alg = Algorithm::from_name(&raw.alg)
+        .ok_or_else(|| AuthError::invalid_token("the token's algorithm is not accepted"))?;
+    if !typ_allowed(raw.typ.as_deref(), typ_policy) {
+        return Err(AuthError::invalid_token(
+            "the token's type is not an access token",
+        ));
+    }
+    if raw.kid.as_ref().is_some_and(|k| k.len() > MAX_KID_LEN) {
+        return Err(AuthError::invalid_token("the token's key id is too long"));
+    }
+    Ok(Header { alg, kid: raw.kid })
+}
+
+fn typ_allowed(typ: Option<&str>, policy: TypPolicy) -> bool {
+    let Some(typ) = typ else {
+        return policy == TypPolicy::Lenient;
+    };
+    let typ = strip_prefix_ignore_case(typ, "application/").unwrap_or(typ);
+    // RFC 7515 §4.1.9: the "application/" prefix may be omitted, so both spellings count.
+    typ.eq_ignore_ascii_case("at+jwt")
+        || (policy == TypPolicy::Lenient && typ.eq_ignore_ascii_case("jwt"))
+}
+
+fn strip_prefix_ignore_case<'s>(s: &'s str, prefix: &str) -> Option<&'s str> {
+    let head = s.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &s[prefix.len()..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorKind;
+
+    #[test]
+    fn typ_table() {
+        use TypPolicy::*;
+        let table = [
+            (None, Lenient, true),
+            (Some("at+jwt"), Lenient, true),
+            (Some("AT+JWT"), Lenient, true),
+            (Some("application/at+jwt"), Lenient, true),
+            (Some("Application/AT+JWT"), Lenient, true),
+            (Some("JWT"), Lenient, true),
+            (Some("jwt"), Lenient, true),
+            (Some("application/jwt"), Lenient, true),
+            (Some("dpop+jwt"), Lenient, false),
+            (Some("logout+jwt"), Lenient, false),
+            (Some("secevent+jwt"), Lenient, false),
+            (Some("JOSE"), Lenient, false),
+            (Some(""), Lenient, false),
+            (None, Strict, false),
+            (Some("JWT"), Strict, false),
+            (Some("at+jwt"), Strict, true),
+            (Some("application/at+jwt"), Strict, true),
+        ];
+        for (typ, policy, expected) in table {
+            assert_eq!(typ_allowed(typ, policy), expected, "{typ:?} {policy:?}");
+        }
+    }
+
+    #[test]
+    fn header_table() {
+        let ok = |json: &str| parse(json.as_bytes(), TypPolicy::Lenient).map(|h| h.alg);
+        assert_eq!(
+            ok(r#"{"alg":"RS256","kid":"a"}"#).ok(),
+            Some(Algorithm::RS256)
+        );
+        assert_eq!(
+            ok(r#"{"alg":"ES256","jku":"http://evil","x5u":"http://evil","jwk":{"kty":"EC"},"x5c":["AA"]}"#).ok(),
+            Some(Algorithm::ES256)
+        );
+        let bad = [
+            r#"{"alg":"none"}"#,
+            r#"{"alg":"None"}"#,
+            r#"{"alg":"HS256"}"#,
+            r#"{"alg":"RS256","crit":["exp"]}"#,
+            r#"{"alg":"RS256","crit":[]}"#,
+            r#"{"alg":"RS256","b64":false,"crit":["b64"]}"#,
+            r#"{"alg":"RS256","enc":"A128GCM"}"#,
+            r#"{"alg":"RS256","typ":"dpop+jwt"}"#,
+            r#"{"alg":"RS256","alg":"RS256"}"#,
+            r#"{"alg":"RS256","kid":5}"#,
+            r#"{"kid":"a"}"#,
+            r#"["alg","RS256"]"#,
+            r#""RS256""#,
+            r#"{"alg":"RS256"} x"#,
+            "",
+        ];
+        for json in bad {
+            let err = ok(json).expect_err(json);
+            assert_eq!(err.kind(), ErrorKind::InvalidToken, "{json}");
+        }
+        let long_kid = format!(
+            r#"{{"alg":"RS256","kid":"{}"}}"#,
+            "k".repeat(MAX_KID_LEN + 1)
+        );
+        assert!(ok(&long_kid).is_err());
+    }
+}

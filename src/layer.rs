@@ -1,0 +1,147 @@
+use std::sync::Arc;
+
+use http::HeaderName;
+use tower_layer::Layer;
+
+use crate::{
+    rejection::HttpRejection, scope::ScopePolicy, service::BearerAuth, token::TokenSource,
+};
+
+/// Settings shared by every clone of the service.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Config {
+    pub(crate) source: TokenSource,
+    pub(crate) optional: bool,
+    pub(crate) required: Option<ScopePolicy>,
+}
+
+/// Validates the bearer token of every request before the inner service sees it.
+///
+/// `A` is the [`Authenticate`](crate::Authenticate) implementation ([`Jwt`](crate::Jwt),
+/// [`Introspection`](crate::Introspection), [`JwtOrIntrospection`](crate::JwtOrIntrospection));
+/// `R` builds rejection responses, [`HttpRejection`] (RFC 6750) by default.
+///
+/// On success the request's extensions hold the [`Principal`](crate::Principal) and its
+/// [`Scopes`](crate::Scopes). The layer never adds an error type: every rejection is a
+/// response, so it fits axum's `layer`/`route_layer` and tonic's `Server::layer` alike.
+///
+/// # Example
+///
+/// ```
+/// use axum::{Router, body::Body, routing::get};
+/// use http::{Request, StatusCode};
+/// use portcullis::{BearerAuthLayer, Jwt};
+/// use tower::ServiceExt;
+/// # let jwks = portcullis::__doc_support::JWKS;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let jwt = Jwt::builder()
+///     .issuer_with_jwks("https://issuer.example.com", jwks)
+///     .audience("https://api.example.com")
+///     .build()?;
+/// let app: Router = Router::new()
+///     .route("/", get(|| async { "hello" }))
+///     .layer(BearerAuthLayer::new(jwt).realm("example"));
+///
+/// let response = app.oneshot(Request::new(Body::empty())).await?;
+/// assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+/// assert_eq!(response.headers()["www-authenticate"], r#"Bearer realm="example""#);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct BearerAuthLayer<A, R = HttpRejection> {
+    auth: A,
+    config: Arc<Config>,
+    rejection: R,
+}
+
+impl<A> BearerAuthLayer<A> {
+    /// A layer validating tokens with `auth`, reading only `Authorization: Bearer`,
+    /// requiring a token, and answering with [`HttpRejection`] (realm `api`).
+    pub fn new(auth: A) -> Self {
+        Self {
+            auth,
+            config: Arc::default(),
+            rejection: HttpRejection::new(),
+        }
+    }
+
+    /// Sets the `realm` of the `WWW-Authenticate` challenge. Default: `api`.
+    pub fn realm(mut self, realm: &str) -> Self {
+        self.rejection = self.rejection.realm(realm);
+        self
+    }
+}
+
+impl<A, R> BearerAuthLayer<A, R> {
+    fn config(&mut self) -> &mut Config {
+        Arc::make_mut(&mut self.config)
+    }
+
+    /// Also reads the token from the header `name` (its whole value is the token).
+    /// Default: off.
+    pub fn token_from_header(mut self, name: HeaderName) -> Self {
+        self.config().source.header = Some(name);
+        self
+    }
+
+    /// Also reads the token from the cookie `name`. Default: off.
+    pub fn token_from_cookie(mut self, name: impl Into<String>) -> Self {
+        self.config().source.cookie = Some(name.into().into_boxed_str());
+        self
+    }
+
+    /// Also reads the token from the `access_token` query parameter (RFC 6750 §2.3).
+    /// Default: off. Discouraged: URLs end up in logs, histories and `Referer` headers.
+    pub fn token_from_query(mut self) -> Self {
+        self.config().source.query = true;
+        self
+    }
+
+    /// Longest token accepted, in bytes; a longer one is `invalid_token` before any parsing.
+    /// Default: 8 KiB ([`DEFAULT_MAX_TOKEN_LEN`](crate::DEFAULT_MAX_TOKEN_LEN)).
+    pub fn max_token_len(mut self, bytes: usize) -> Self {
+        self.config().source.max_len = bytes;
+        self
+    }
+
+    /// When `true`, a request without a token reaches the inner service with no principal;
+    /// a request with a bad token is still rejected. Default: `false`.
+    pub fn optional(mut self, optional: bool) -> Self {
+        self.config().optional = optional;
+        self
+    }
+
+    /// Requires `policy` of every request through this layer, on top of any per-route
+    /// [`RequireScopeLayer`](crate::RequireScopeLayer). Default: no scope required.
+    pub fn require_scopes(mut self, policy: ScopePolicy) -> Self {
+        self.config().required = Some(policy);
+        self
+    }
+
+    /// Answers rejections with `rejection`: an [`OnRejection`](crate::OnRejection), such as
+    /// a closure `FnMut(&AuthError) -> Response<B> + Clone`. Default: [`HttpRejection`].
+    pub fn on_rejection<R2>(self, rejection: R2) -> BearerAuthLayer<A, R2> {
+        BearerAuthLayer {
+            auth: self.auth,
+            config: self.config,
+            rejection,
+        }
+    }
+}
+
+impl<S, A: Clone, R: Clone> Layer<S> for BearerAuthLayer<A, R> {
+    type Service = BearerAuth<S, A, R>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        BearerAuth::new(
+            inner,
+            self.auth.clone(),
+            Arc::clone(&self.config),
+            self.rejection.clone(),
+        )
+    }
+}

@@ -1,0 +1,119 @@
+//! OAuth 2.0 resource-server middleware for [tower]: bearer tokens in, a validated
+//! [`Principal`] out, RFC 6750 answers for everything else.
+//!
+//! ```text
+//! request → token source → authenticator (JWT against cached keys, or introspection)
+//!         → principal in extensions → scope policy → handler
+//!         (any failure → rejection: RFC 6750 response, or gRPC status under tonic)
+//! ```
+//!
+//! - **Token source**: `Authorization: Bearer` (scheme case-insensitive, `b64token` grammar);
+//!   a named header, a cookie or the `access_token` query parameter only when enabled.
+//! - **[`Jwt`]**: local validation of JWT access tokens against the issuer's JWK Set, found
+//!   through OpenID Connect discovery or RFC 8414, cached and refreshed safely.
+//! - **Scopes**: [`RequireScopeLayer`] per route, or [`BearerAuthLayer::require_scopes`]
+//!   for every request.
+//! - **Rejections**: `401`/`400`/`403` with `WWW-Authenticate`, `503` with `Retry-After`
+//!   when the issuer cannot be reached; [`OnRejection`] to answer differently.
+//!
+//! # Quick start (axum)
+//!
+//! ```no_run
+//! use axum::{Router, routing::get};
+//! use portcullis::{BearerAuthLayer, Jwt, Principal, RequireScopeLayer};
+//!
+//! async fn me(principal: Principal) -> String {
+//!     format!("hello {}", principal.subject().unwrap_or("?"))
+//! }
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let jwt = Jwt::builder()
+//!     .issuer("https://login.example.com/")
+//!     .audience("https://api.example.com")
+//!     .build()?;
+//! jwt.refresh().await?; // optional warm-up; otherwise the first request fetches the keys
+//!
+//! let app = Router::new()
+//!     .route("/items", get(|| async { "items" }))
+//!     .route_layer(RequireScopeLayer::all(["read"]))
+//!     .route("/me", get(me))
+//!     .layer(BearerAuthLayer::new(jwt));
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! axum::serve(listener, app).await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Feature flags
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `axum` | yes | extractors for [`Principal`] and [`Scopes`] |
+//! | `introspection` | yes | RFC 7662 introspection for opaque tokens |
+//! | `tracing` | yes | rejections at DEBUG (`portcullis::rejection`), issuer failures at WARN |
+//! | `aws-lc-rs` | yes | signature checks through aws-lc-rs |
+//! | `rust-crypto` | no | signature checks through RustCrypto (aws-lc-rs wins when both are on) |
+//! | `tonic` | no | gRPC rejections and per-method scopes |
+//!
+//! # Security notes
+//!
+//! - An issuer and an audience are always required; `iss` must match exactly and `aud`
+//!   must contain a configured audience. `exp` is required; `nbf` and `iat` may not lie in
+//!   the future; the leeway is 30 s by default and at most 5 minutes.
+//! - Only asymmetric algorithms exist in [`Algorithm`]: `none` and HMAC cannot be
+//!   configured. Each key accepts only the algorithms of its type (and its `alg`), narrowed
+//!   by the allowlist; RSA keys under 2048 bits, keys with private members, keys not for
+//!   signatures are skipped.
+//! - Keys are only ever taken from the issuer's own JWK Set by exact `kid`: the header's
+//!   `jku`, `x5u`, `jwk` and `x5c` are ignored. `crit`, `b64`, JWE headers, and token
+//!   types other than access tokens (`typ`) are rejected.
+//! - With several issuers, the token's `iss` picks the issuer before any key is looked
+//!   at, and only that issuer's keys can verify it.
+//! - Outbound calls refuse redirects and non-`200` answers, time out (5 s) and cap bodies
+//!   (1 MiB); issuer URLs must be `https` except on loopback.
+//! - Tokens, secrets and claim values never appear in logs, `Debug` output or error bodies.
+//!
+//! [tower]: https://docs.rs/tower
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+#![forbid(unsafe_code)]
+
+mod authenticate;
+mod crypto;
+mod discovery;
+mod error;
+mod http_client;
+mod jwks;
+mod layer;
+mod principal;
+mod rejection;
+mod service;
+mod token;
+
+pub mod future;
+pub mod jwt;
+pub mod scope;
+
+#[cfg(feature = "axum")]
+pub mod extract;
+
+pub use authenticate::{Authenticate, Authentication, PendingAuthentication};
+pub use error::{AuthError, ConfigError, ErrorKind};
+pub use http_client::{DEFAULT_HTTP_TIMEOUT, DEFAULT_MAX_RESPONSE_BYTES};
+pub use jwks::{DEFAULT_JWKS_TTL, DEFAULT_MAX_STALE, DEFAULT_REFRESH_COOLDOWN};
+pub use jwt::{Algorithm, Jwt, JwtBuilder};
+pub use layer::BearerAuthLayer;
+pub use principal::{Principal, RegisteredClaims, Scopes};
+pub use rejection::{DEFAULT_REALM, HttpRejection, OnRejection};
+pub use scope::{RequireScope, RequireScopeLayer, ScopePolicy};
+pub use service::BearerAuth;
+pub use token::DEFAULT_MAX_TOKEN_LEN;
+
+#[doc(hidden)]
+pub mod __doc_support {
+    //! A public test key for the documentation examples. Not part of the API.
+
+    /// A JWK Set with one RSA public key (`kid` `doc`).
+    pub const JWKS: &str = r#"{"keys":[{"kty":"RSA","kid":"doc","use":"sig","n":"iJ7q_3xSFQSkS7eeyptbSzlb7DiaJdlm9_GZlxfUtKz_1azP31wcc2xGrCrroiD0sz2pxjJBYdxbv-lke-1yeb5gfKCdR0ZobFyYEyu2QHbBjWNqf-m8fzf_NYoRl8QBdrSyJbNrbzrU5zH8DJA9PZoQ-q4JWG1Ens-dRRb_PUEYz_pQ-uVknVCgo-NsU6N7o5T1BTBiorKkAXy8XiRj87aAbaDAniMZkW9_rNMGYbr-LU7nSP3tkXQ-Eby8k3bmWiY3T6yi4oWQW1gBlAv9lytr2HVbjHTiCqKJRGJl-yjpcXNlCFubtaAZsVpUsWRujOj1cS5FE2VbKYzDbR6eAQ","e":"AQAB"}]}"#;
+}

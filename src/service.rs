@@ -1,0 +1,107 @@
+use std::{
+    sync::Arc,
+    task::{Context, Poll},
+};
+
+use http::{Request, Response};
+use tower_service::Service;
+
+use crate::{
+    authenticate::{Authenticate, Authentication},
+    error::AuthError,
+    future::ResponseFuture,
+    layer::Config,
+    principal::Principal,
+    rejection::{HttpRejection, OnRejection},
+};
+
+/// The service of [`BearerAuthLayer`](crate::BearerAuthLayer).
+#[derive(Clone, Debug)]
+pub struct BearerAuth<S, A, R = HttpRejection> {
+    inner: S,
+    auth: A,
+    config: Arc<Config>,
+    rejection: R,
+}
+
+impl<S, A, R> BearerAuth<S, A, R> {
+    pub(crate) fn new(inner: S, auth: A, config: Arc<Config>, rejection: R) -> Self {
+        Self {
+            inner,
+            auth,
+            config,
+            rejection,
+        }
+    }
+
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+}
+
+impl Config {
+    /// Applies the layer-wide scope policy, then hands the principal to the request.
+    fn admit<ReqB, C: Send + Sync + 'static>(
+        &self,
+        req: &mut Request<ReqB>,
+        principal: Principal<C>,
+    ) -> Result<(), AuthError> {
+        if let Some(policy) = &self.required {
+            policy.check(principal.scopes())?;
+        }
+        let extensions = req.extensions_mut();
+        extensions.insert(principal.scopes().clone());
+        extensions.insert(principal);
+        Ok(())
+    }
+}
+
+impl<S, A, R, ReqB, ResB> Service<Request<ReqB>> for BearerAuth<S, A, R>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>> + Clone,
+    A: Authenticate,
+    R: OnRejection<ResB> + Clone,
+    ReqB: Send + 'static,
+{
+    type Response = Response<ResB>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, ReqB, R>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
+        let authentication = match self.config.source.extract(req.headers(), req.uri()) {
+            Ok(Some(token)) => self.auth.authenticate(&token),
+            Ok(None) if self.config.optional => {
+                return ResponseFuture::called(self.inner.call(req));
+            }
+            Ok(None) => Authentication::Ready(Err(AuthError::missing_token())),
+            Err(error) => Authentication::Ready(Err(error)),
+        };
+        match authentication {
+            Authentication::Ready(result) => {
+                match result.and_then(|principal| self.config.admit(&mut req, principal)) {
+                    Ok(()) => ResponseFuture::called(self.inner.call(req)),
+                    Err(error) => ResponseFuture::rejected(&mut self.rejection, error),
+                }
+            }
+            Authentication::Pending(pending) => {
+                // The request leaves this call, so the service polled ready has to go with
+                // it, leaving a clone behind. See "Be careful when cloning inner services":
+                // https://docs.rs/tower/latest/tower/trait.Service.html#be-careful-when-cloning-inner-services
+                let clone = self.inner.clone();
+                let ready = std::mem::replace(&mut self.inner, clone);
+                let config = Arc::clone(&self.config);
+                let authenticating = Box::pin(async move {
+                    let principal = pending.await?;
+                    config.admit(&mut req, principal)?;
+                    Ok(req)
+                });
+                ResponseFuture::authenticating(authenticating, ready, self.rejection.clone())
+            }
+        }
+    }
+}

@@ -1,0 +1,327 @@
+//! Where the bearer token is taken from (RFC 6750 §2).
+//!
+//! By default only the `Authorization: Bearer` header is read. A named header, a cookie and
+//! the `access_token` query parameter can each be enabled explicitly; a token found in more
+//! than one enabled place is a malformed request.
+
+use std::borrow::Cow;
+
+use http::{HeaderMap, HeaderName, Uri, header};
+
+use crate::error::AuthError;
+
+/// The default cap on a token's length, in bytes: 8 KiB.
+pub const DEFAULT_MAX_TOKEN_LEN: usize = 8 * 1024;
+
+/// The places a token is looked for. Built through the layer's `token_from_*` methods.
+#[derive(Clone, Debug)]
+pub(crate) struct TokenSource {
+    pub(crate) header: Option<HeaderName>,
+    pub(crate) cookie: Option<Box<str>>,
+    pub(crate) query: bool,
+    pub(crate) max_len: usize,
+}
+
+impl Default for TokenSource {
+    fn default() -> Self {
+        Self {
+            header: None,
+            cookie: None,
+            query: false,
+            max_len: DEFAULT_MAX_TOKEN_LEN,
+        }
+    }
+}
+
+impl TokenSource {
+    /// Finds the one token in the request: `Ok(None)` when there is none.
+    pub(crate) fn extract<'r>(
+        &self,
+        headers: &'r HeaderMap,
+        uri: &'r Uri,
+    ) -> Result<Option<Cow<'r, str>>, AuthError> {
+        let mut found = authorization(headers)?.map(Cow::Borrowed);
+        if let Some(name) = &self.header {
+            let token = single(headers.get_all(name).iter().map(|v| {
+                v.to_str().map_err(|_| {
+                    AuthError::invalid_request("the token header is not visible ASCII")
+                })
+            }))?;
+            found = merge(found, token.map(Cow::Borrowed))?;
+        }
+        if let Some(name) = &self.cookie {
+            found = merge(found, cookie(headers, name)?.map(Cow::Borrowed))?;
+        }
+        if self.query {
+            found = merge(found, query(uri)?)?;
+        }
+        match found {
+            Some(token) => check(&token, self.max_len).map(|()| Some(token)),
+            None => Ok(None),
+        }
+    }
+}
+
+fn merge<'r>(
+    a: Option<Cow<'r, str>>,
+    b: Option<Cow<'r, str>>,
+) -> Result<Option<Cow<'r, str>>, AuthError> {
+    match (a, b) {
+        (Some(_), Some(_)) => Err(AuthError::invalid_request(
+            "the request carries more than one access token",
+        )),
+        (a, b) => Ok(a.or(b)),
+    }
+}
+
+/// At most one item; two is a malformed request.
+fn single<'r>(
+    mut items: impl Iterator<Item = Result<&'r str, AuthError>>,
+) -> Result<Option<&'r str>, AuthError> {
+    let Some(first) = items.next() else {
+        return Ok(None);
+    };
+    if items.next().is_some() {
+        return Err(AuthError::invalid_request(
+            "the request carries more than one access token",
+        ));
+    }
+    first.map(Some)
+}
+
+/// The token of an `Authorization: Bearer` header; another scheme counts as no token.
+fn authorization(headers: &HeaderMap) -> Result<Option<&str>, AuthError> {
+    let mut values = headers.get_all(header::AUTHORIZATION).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(AuthError::invalid_request(
+            "the request carries more than one Authorization header",
+        ));
+    }
+    let value = value
+        .to_str()
+        .map_err(|_| AuthError::invalid_request("the Authorization header is not visible ASCII"))?;
+    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Ok(None);
+    }
+    let token = rest.trim_start_matches(' ');
+    if token.is_empty() {
+        return Err(AuthError::invalid_request(
+            "the Bearer credentials carry no token",
+        ));
+    }
+    Ok(Some(token))
+}
+
+fn cookie<'r>(headers: &'r HeaderMap, name: &str) -> Result<Option<&'r str>, AuthError> {
+    let pairs = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| {
+            let (k, v) = pair.trim().split_once('=')?;
+            (k == name).then(|| Ok(v.trim_matches('"')))
+        });
+    single(pairs)
+}
+
+fn query(uri: &Uri) -> Result<Option<Cow<'_, str>>, AuthError> {
+    let Some(query) = uri.query() else {
+        return Ok(None);
+    };
+    let mut found = None;
+    for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+        if key == "access_token" {
+            found = merge(found, Some(value))?;
+        }
+    }
+    Ok(found)
+}
+
+/// The token's length cap, then the RFC 6750 `b64token` grammar:
+/// `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
+fn check(token: &str, max_len: usize) -> Result<(), AuthError> {
+    if token.len() > max_len {
+        return Err(AuthError::invalid_token("the token is longer than allowed"));
+    }
+    let body = token.trim_end_matches('=');
+    let valid = !body.is_empty()
+        && body.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+        });
+    if valid {
+        Ok(())
+    } else {
+        Err(AuthError::invalid_request(
+            "the token does not fit the b64token grammar",
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorKind;
+    use http::{HeaderValue, Request};
+
+    fn run(source: &TokenSource, req: &Request<()>) -> Result<Option<String>, ErrorKind> {
+        source
+            .extract(req.headers(), req.uri())
+            .map(|t| t.map(Cow::into_owned))
+            .map_err(|e| e.kind())
+    }
+
+    fn with_auth(value: &'static str) -> Request<()> {
+        Request::builder()
+            .header("authorization", value)
+            .body(())
+            .expect("request")
+    }
+
+    #[test]
+    fn authorization_header_grammar() {
+        let source = TokenSource::default();
+        let table: &[(&str, Result<Option<&str>, ErrorKind>)] = &[
+            ("Bearer abc.def.ghi", Ok(Some("abc.def.ghi"))),
+            ("bearer abc", Ok(Some("abc"))),
+            ("BEARER abc", Ok(Some("abc"))),
+            ("BeArEr   abc", Ok(Some("abc"))),
+            ("Bearer a-b_c~d+e/f==", Ok(Some("a-b_c~d+e/f=="))),
+            ("Basic dXNlcjpwYXNz", Ok(None)),
+            ("Bearerabc", Ok(None)),
+            ("Bearer", Err(ErrorKind::InvalidRequest)),
+            ("Bearer ", Err(ErrorKind::InvalidRequest)),
+            ("Bearer ===", Err(ErrorKind::InvalidRequest)),
+            ("Bearer a=b", Err(ErrorKind::InvalidRequest)),
+            ("Bearer abc def", Err(ErrorKind::InvalidRequest)),
+            ("Bearer {\"a\":1}", Err(ErrorKind::InvalidRequest)),
+            ("Bearer a,b", Err(ErrorKind::InvalidRequest)),
+        ];
+        for (value, expected) in table {
+            let got = run(&source, &with_auth(value));
+            let expected = expected.map(|t| t.map(str::to_owned));
+            assert_eq!(got, expected, "Authorization: {value}");
+        }
+    }
+
+    #[test]
+    fn no_header_is_no_token() {
+        let req = Request::new(());
+        assert_eq!(run(&TokenSource::default(), &req), Ok(None));
+    }
+
+    #[test]
+    fn two_authorization_headers_are_invalid_request() {
+        let mut req = with_auth("Bearer a");
+        req.headers_mut()
+            .append("authorization", HeaderValue::from_static("Bearer b"));
+        assert_eq!(
+            run(&TokenSource::default(), &req),
+            Err(ErrorKind::InvalidRequest)
+        );
+    }
+
+    #[test]
+    fn non_ascii_header_is_invalid_request() {
+        let mut req = Request::new(());
+        req.headers_mut().insert(
+            "authorization",
+            HeaderValue::from_bytes(b"Bearer \xff").expect("value"),
+        );
+        assert_eq!(
+            run(&TokenSource::default(), &req),
+            Err(ErrorKind::InvalidRequest)
+        );
+    }
+
+    #[test]
+    fn length_cap_applies_before_grammar() {
+        let source = TokenSource {
+            max_len: 4,
+            ..TokenSource::default()
+        };
+        assert_eq!(
+            run(&source, &with_auth("Bearer abcd")),
+            Ok(Some("abcd".into()))
+        );
+        assert_eq!(
+            run(&source, &with_auth("Bearer abcde")),
+            Err(ErrorKind::InvalidToken)
+        );
+        assert_eq!(
+            run(&source, &with_auth("Bearer {{{{{")),
+            Err(ErrorKind::InvalidToken)
+        );
+    }
+
+    #[test]
+    fn other_sources_are_off_by_default() {
+        let req = Request::builder()
+            .uri("/x?access_token=abc")
+            .header("cookie", "at=abc")
+            .header("x-token", "abc")
+            .body(())
+            .expect("request");
+        assert_eq!(run(&TokenSource::default(), &req), Ok(None));
+    }
+
+    #[test]
+    fn enabled_sources_and_conflicts() {
+        let source = TokenSource {
+            header: Some(HeaderName::from_static("x-token")),
+            cookie: Some("at".into()),
+            query: true,
+            ..TokenSource::default()
+        };
+        let table: &[(&str, &[(&str, &str)], Result<Option<&str>, ErrorKind>)] = &[
+            ("/?access_token=q1", &[], Ok(Some("q1"))),
+            ("/?access_token=a%2Bb", &[], Ok(Some("a+b"))),
+            ("/", &[("cookie", "x=1; at=c1; y=2")], Ok(Some("c1"))),
+            ("/", &[("x-token", "h1")], Ok(Some("h1"))),
+            (
+                "/",
+                &[("cookie", "at=c1"), ("cookie", "at=c2")],
+                Err(ErrorKind::InvalidRequest),
+            ),
+            (
+                "/?access_token=a&access_token=b",
+                &[],
+                Err(ErrorKind::InvalidRequest),
+            ),
+            (
+                "/?access_token=q1",
+                &[("authorization", "Bearer h1")],
+                Err(ErrorKind::InvalidRequest),
+            ),
+            (
+                "/",
+                &[("x-token", "h1"), ("cookie", "at=c1")],
+                Err(ErrorKind::InvalidRequest),
+            ),
+            (
+                "/",
+                &[("authorization", "Basic abc"), ("cookie", "at=c1")],
+                Ok(Some("c1")),
+            ),
+            (
+                "/",
+                &[("x-token", "a"), ("x-token", "b")],
+                Err(ErrorKind::InvalidRequest),
+            ),
+            ("/?access_token=a%20b", &[], Err(ErrorKind::InvalidRequest)),
+        ];
+        for (uri, headers, expected) in table {
+            let mut builder = Request::builder().uri(*uri);
+            for (k, v) in *headers {
+                builder = builder.header(*k, *v);
+            }
+            let req = builder.body(()).expect("request");
+            let expected = expected.map(|t| t.map(str::to_owned));
+            assert_eq!(run(&source, &req), expected, "{uri} {headers:?}");
+        }
+    }
+}
