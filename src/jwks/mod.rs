@@ -181,20 +181,26 @@ impl JwksCache {
         }
     }
 
+    /// Starts a refresh that runs as its own task; `false` outside a Tokio runtime.
     fn refresh_in_background(&self) -> bool {
-        match tokio::runtime::Handle::try_current() {
-            Ok(handle) => {
-                let refresh = self.refresh();
-                handle.spawn(refresh);
-                true
-            }
-            Err(_) => false,
+        if tokio::runtime::Handle::try_current().is_err() {
+            return false;
         }
+        drop(self.refresh());
+        true
+    }
+
+    /// Whether keys are fetched at all (not a static key set).
+    pub(crate) fn fetches_keys(&self) -> bool {
+        !matches!(self.inner.source, Source::Static)
     }
 
     /// Starts a fetch, or joins the one under way. The fetch runs as its own task, so it
     /// completes even if every waiter goes away.
     pub(crate) fn refresh(&self) -> Refresh {
+        if !self.fetches_keys() {
+            return futures_util::future::ready(()).boxed().shared();
+        }
         let mut st = write(&self.inner.state);
         if let Some(inflight) = &st.inflight {
             return inflight.clone();

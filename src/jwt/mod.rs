@@ -169,18 +169,8 @@ where
         }
         let cache = &inner.issuers[index];
         let kid = header.kid.as_deref();
-        let keys = match cache.current(Instant::now()) {
-            Keys::Ready { keys, refetch } => {
-                if keys.find(kid, header.alg).is_none() {
-                    let known = kid.is_some_and(|k| keys.has_kid(k));
-                    return Err(if refetch && may_refresh && !known {
-                        Step::Refresh(index)
-                    } else {
-                        AuthError::invalid_token("no trusted key matches the token").into()
-                    });
-                }
-                keys
-            }
+        let (keys, refetch) = match cache.current(Instant::now()) {
+            Keys::Ready { keys, refetch } => (keys, refetch && may_refresh),
             Keys::MustRefresh if may_refresh => return Err(Step::Refresh(index)),
             Keys::MustRefresh => {
                 return Err(AuthError::unavailable(
@@ -197,9 +187,16 @@ where
                 .into());
             }
         };
-        let key = keys
-            .find(kid, header.alg)
-            .ok_or_else(|| AuthError::invalid_token("no trusted key matches the token"))?;
+        let Some(key) = keys.find(kid, header.alg) else {
+            // An unknown `kid` may mean the issuer rotated its keys: fetch them once. A
+            // known `kid` with another algorithm is an attack, not a rotation.
+            let known = kid.is_some_and(|k| keys.has_kid(k));
+            return Err(if refetch && !known {
+                Step::Refresh(index)
+            } else {
+                AuthError::invalid_token("no trusted key matches the token").into()
+            });
+        };
         let message = &token[..h64.len() + 1 + p64.len()];
         let verified = jsonwebtoken::crypto::verify(
             s64,
@@ -232,7 +229,7 @@ where
     /// [`ErrorKind::Unavailable`](crate::ErrorKind::Unavailable) when an issuer still has no
     /// usable keys afterwards.
     pub async fn refresh(&self) -> Result<(), AuthError> {
-        for cache in self.inner.issuers.iter() {
+        for cache in self.inner.issuers.iter().filter(|c| c.fetches_keys()) {
             cache.refresh().await;
             if let Keys::MustRefresh | Keys::Unavailable(_) = cache.current(Instant::now()) {
                 return Err(AuthError::unavailable(
