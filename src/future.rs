@@ -101,6 +101,7 @@ pub(crate) fn reject<ResB, R: OnRejection<ResB>>(
         kind = ?error.kind(),
         status = error.status().as_u16(),
         reason = error.description(),
+        required_scope = error.required_scope(),
         "request rejected"
     );
     let mut response = rejection.on_rejection(&error);

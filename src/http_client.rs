@@ -128,6 +128,7 @@ impl HttpClient {
             .unwrap_or(Err(FetchError::Timeout))
     }
 
+    #[cfg(feature = "introspection")]
     pub(crate) fn post(&self, url: &Url) -> reqwest::RequestBuilder {
         self.client.post(url.clone())
     }

@@ -24,6 +24,8 @@ pub(crate) struct Config {
 /// On success the request's extensions hold the [`Principal`](crate::Principal) and its
 /// [`Scopes`](crate::Scopes). The layer never adds an error type: every rejection is a
 /// response, so it fits axum's `layer`/`route_layer` and tonic's `Server::layer` alike.
+/// With axum's `layer`, every request is checked, unknown paths included (they answer `401`,
+/// which does not reveal which routes exist); with `route_layer`, only matched routes are.
 ///
 /// # Example
 ///

@@ -277,7 +277,12 @@ mod tests {
             query: true,
             ..TokenSource::default()
         };
-        let table: &[(&str, &[(&str, &str)], Result<Option<&str>, ErrorKind>)] = &[
+        type Case<'a> = (
+            &'a str,
+            &'a [(&'a str, &'a str)],
+            Result<Option<&'a str>, ErrorKind>,
+        );
+        let table: &[Case<'_>] = &[
             ("/?access_token=q1", &[], Ok(Some("q1"))),
             ("/?access_token=a%2Bb", &[], Ok(Some("a+b"))),
             ("/", &[("cookie", "x=1; at=c1; y=2")], Ok(Some("c1"))),

@@ -81,7 +81,6 @@ struct Inner {
     allowed: AlgSet,
     discovered: Mutex<Option<Url>>,
     state: RwLock<State>,
-    fetches: std::sync::atomic::AtomicU64,
 }
 
 /// What the hot path may do with the keys right now.
@@ -126,21 +125,12 @@ impl JwksCache {
                 allowed,
                 discovered: Mutex::new(None),
                 state: RwLock::new(state),
-                fetches: 0.into(),
             }),
         }
     }
 
     pub(crate) fn issuer(&self) -> &Arc<str> {
         &self.inner.issuer
-    }
-
-    /// How many fetches of the key set were started (for tests and diagnostics).
-    #[cfg_attr(not(test), allow(dead_code))]
-    pub(crate) fn fetch_count(&self) -> u64 {
-        self.inner
-            .fetches
-            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The keys to use now. Never does I/O and never blocks on one.
@@ -206,9 +196,6 @@ impl JwksCache {
             return inflight.clone();
         }
         st.last_attempt = Some(Instant::now());
-        self.inner
-            .fetches
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let inner = Arc::clone(&self.inner);
         let task = async move {
             let result = inner.fetch().await;

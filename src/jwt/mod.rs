@@ -240,11 +240,6 @@ where
         }
         Ok(())
     }
-
-    #[cfg(test)]
-    pub(crate) fn fetch_count(&self) -> u64 {
-        self.inner.issuers.iter().map(JwksCache::fetch_count).sum()
-    }
 }
 
 impl<C> Authenticate for Jwt<C>

@@ -4,6 +4,11 @@
 //! this layer checks them against a [`ScopePolicy`]. In axum, add it with `route_layer` so
 //! unmatched routes still answer 404.
 //!
+//! axum's `Router::route_layer` wraps every route added *before* it. Give each scope its
+//! own group, e.g. `Router::new().route(..).route_layer(read).merge(Router::new().route(..)
+//! .route_layer(admin))`; for different scopes per method on one path, use
+//! `get(h).route_layer(read).merge(post(h2).route_layer(write))`.
+//!
 //! # Example
 //!
 //! ```

@@ -1,0 +1,422 @@
+//! A small API protected by portcullis, for a real issuer (Keycloak, Auth0, Entra ID, …).
+//!
+//! ```text
+//! cargo run --example protected_api -- \
+//!     --issuer https://login.example.com/realms/main --audience https://api.example.com
+//! ```
+//!
+//! | route | needs |
+//! |---|---|
+//! | `GET /health` | nothing (outside the auth layer) |
+//! | `GET /me` | any valid token; answers its subject, scopes and claims |
+//! | `GET /items` | scope `read` |
+//! | `POST /items` | scope `write`; body `{"name": "…"}`, answers `201` |
+//! | `GET /admin` | scope `admin` |
+//!
+//! Then call it with an access token from your issuer:
+//!
+//! ```text
+//! curl -i http://127.0.0.1:8080/me -H "Authorization: Bearer $ACCESS_TOKEN"
+//! ```
+//!
+//! Run with `--help` for every option. Logs go through `tracing-subscriber`; set `RUST_LOG`
+//! to change the default `info,portcullis=debug` (rejections are logged by portcullis at
+//! DEBUG under the target `portcullis::rejection`).
+
+use std::{
+    collections::HashMap,
+    fmt::Write as _,
+    process::ExitCode,
+    sync::{Arc, Mutex, MutexGuard, PoisonError},
+    time::Instant,
+};
+
+use axum::{
+    Json, Router,
+    extract::{Request, State},
+    http::StatusCode,
+    middleware::{self, Next},
+    response::Response,
+    routing::{get, post},
+};
+use portcullis::{AuthError, BearerAuthLayer, Jwt, Principal, RequireScopeLayer};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = std::env::args().skip(1);
+    let config = match Config::parse(args, |name| std::env::var(name).ok()) {
+        Ok(Some(config)) => config,
+        Ok(None) => {
+            print!("{}", usage());
+            return ExitCode::SUCCESS;
+        }
+        Err(message) => {
+            eprintln!("protected_api: {message}\nRun with --help for usage.");
+            return ExitCode::from(2);
+        }
+    };
+
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| EnvFilter::new("info,portcullis=debug")),
+        )
+        .init();
+
+    // Trust the configured issuers (keys found through discovery) for the configured
+    // audiences. Building checks the configuration and does no I/O.
+    let mut builder = Jwt::builder();
+    for issuer in &config.issuers {
+        builder = builder.issuer(issuer);
+    }
+    for audience in &config.audiences {
+        builder = builder.audience(audience);
+    }
+    let jwt = match builder.build() {
+        Ok(jwt) => jwt,
+        Err(error) => {
+            eprintln!("protected_api: {error}");
+            return ExitCode::from(2);
+        }
+    };
+
+    match serve(config, jwt).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("protected_api: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: Config, jwt: Jwt) -> std::io::Result<()> {
+    // Every route in `protected` needs a valid token; some need a scope on top, set per
+    // method with `route_layer` (which covers only the methods added before it).
+    let protected = Router::new()
+        .route("/me", get(me))
+        .route(
+            "/items",
+            get(list_items)
+                .route_layer(RequireScopeLayer::all(["read"]))
+                .merge(post(create_item).route_layer(RequireScopeLayer::all(["write"]))),
+        )
+        .route(
+            "/admin",
+            get(admin).route_layer(RequireScopeLayer::all(["admin"])),
+        )
+        // `route_layer`, not `layer`: an unknown path stays `404` instead of becoming `401`.
+        .route_layer(BearerAuthLayer::new(jwt.clone()));
+
+    let app = Router::new()
+        .route("/health", get(|| async { "ok" }))
+        .merge(protected)
+        .layer(middleware::from_fn(log_request))
+        .with_state(Items::default());
+
+    let listener = tokio::net::TcpListener::bind(&config.addr).await?;
+
+    // Warm-up: fetch the issuers' keys before the first request. A failure is not fatal:
+    // portcullis logs it, answers `503` while the keys are missing and retries on its own.
+    if let Err(error) = jwt.refresh().await {
+        tracing::warn!(%error, "starting without the issuers' keys");
+    }
+
+    println!("listening on http://{}", listener.local_addr()?);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+}
+
+// ── Handlers ─────────────────────────────────────────────────────────────────────────────
+
+/// Any valid token: who is calling, with what scopes, and every claim of the token.
+async fn me(principal: Principal) -> Json<Value> {
+    Json(json!({
+        "sub": principal.subject(),
+        "scopes": principal.scopes(),
+        "claims": principal.claims(),
+    }))
+}
+
+/// A toy in-memory store.
+#[derive(Clone)]
+struct Items(Arc<Mutex<Vec<Item>>>);
+
+#[derive(Clone, Serialize)]
+struct Item {
+    id: u64,
+    name: String,
+    created_by: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct NewItem {
+    name: String,
+}
+
+impl Items {
+    fn lock(&self) -> MutexGuard<'_, Vec<Item>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Default for Items {
+    fn default() -> Self {
+        let seed = ["apple", "pear"]
+            .into_iter()
+            .zip(1..)
+            .map(|(name, id)| Item {
+                id,
+                name: name.to_owned(),
+                created_by: None,
+            });
+        Self(Arc::new(Mutex::new(seed.collect())))
+    }
+}
+
+/// Scope `read`.
+async fn list_items(State(items): State<Items>) -> Json<Vec<Item>> {
+    Json(items.lock().clone())
+}
+
+/// Scope `write`. Records the caller's subject as the item's creator.
+async fn create_item(
+    State(items): State<Items>,
+    principal: Principal,
+    Json(new): Json<NewItem>,
+) -> (StatusCode, Json<Item>) {
+    let mut items = items.lock();
+    let item = Item {
+        id: items.last().map_or(1, |last| last.id + 1),
+        name: new.name,
+        created_by: principal.subject().map(str::to_owned),
+    };
+    items.push(item.clone());
+    (StatusCode::CREATED, Json(item))
+}
+
+/// Scope `admin`.
+async fn admin(principal: Principal) -> Json<Value> {
+    Json(json!({ "message": "welcome, administrator", "sub": principal.subject() }))
+}
+
+// ── Plumbing ─────────────────────────────────────────────────────────────────────────────
+
+/// One access-log line per request. A rejected request's response carries the
+/// [`AuthError`] in its extensions, so the log says why without re-deriving it.
+async fn log_request(request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16();
+    let latency = started.elapsed();
+    let rejected = response
+        .extensions()
+        .get::<AuthError>()
+        .map(tracing::field::display);
+    tracing::info!(%method, %path, status, ?latency, rejected);
+    response
+}
+
+/// Resolves on Ctrl-C (and SIGTERM on Unix); axum then stops accepting and lets in-flight
+/// requests finish.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut sigterm) => {
+                sigterm.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutting down");
+}
+
+// ── Command line ─────────────────────────────────────────────────────────────────────────
+
+/// One option: its flag, its environment fallback, and its help. Adding an option (say
+/// `--introspection-url`, `--client-id`, `--client-secret`) takes one `const Opt`, its
+/// entry in [`OPTIONS`] and a field in [`Config`]; parsing and `--help` follow.
+struct Opt {
+    flag: &'static str,
+    env: &'static str,
+    value: &'static str,
+    help: &'static str,
+    /// Repeatable flag; the environment variable takes a comma-separated list.
+    many: bool,
+    default: Option<&'static str>,
+}
+
+const ISSUER: Opt = Opt {
+    flag: "--issuer",
+    env: "PORTCULLIS_ISSUER",
+    value: "URL",
+    help: "issuer to trust, found by OIDC discovery (RFC 8414 fallback); repeatable",
+    many: true,
+    default: None,
+};
+const AUDIENCE: Opt = Opt {
+    flag: "--audience",
+    env: "PORTCULLIS_AUDIENCE",
+    value: "AUD",
+    help: "audience tokens must name in `aud`; repeatable",
+    many: true,
+    default: None,
+};
+const ADDR: Opt = Opt {
+    flag: "--addr",
+    env: "PORTCULLIS_ADDR",
+    value: "HOST:PORT",
+    help: "address to listen on",
+    many: false,
+    default: Some("127.0.0.1:8080"),
+};
+const OPTIONS: [&Opt; 3] = [&ISSUER, &AUDIENCE, &ADDR];
+
+/// What the server runs with, from flags first, then environment, then defaults.
+#[derive(Debug)]
+struct Config {
+    issuers: Vec<String>,
+    audiences: Vec<String>,
+    addr: String,
+}
+
+impl Config {
+    /// `Ok(None)` means `--help` was asked for.
+    fn parse(
+        args: impl IntoIterator<Item = String>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Option<Self>, String> {
+        let Some(values) = Values::parse(args, env)? else {
+            return Ok(None);
+        };
+        Ok(Some(Self {
+            issuers: values.required_list(&ISSUER)?,
+            audiences: values.required_list(&AUDIENCE)?,
+            addr: values.single(&ADDR)?,
+        }))
+    }
+}
+
+/// Raw option values by flag: command-line values win over the environment as a whole
+/// (one `--issuer` replaces every issuer from `PORTCULLIS_ISSUER`).
+struct Values(HashMap<&'static str, Vec<String>>);
+
+impl Values {
+    fn parse(
+        args: impl IntoIterator<Item = String>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Option<Self>, String> {
+        let mut values: HashMap<&'static str, Vec<String>> = HashMap::new();
+        let mut args = args.into_iter();
+        while let Some(arg) = args.next() {
+            if arg == "-h" || arg == "--help" {
+                return Ok(None);
+            }
+            // Both `--flag value` and `--flag=value`.
+            let (flag, inline) = match arg.split_once('=') {
+                Some((flag, value)) => (flag, Some(value.to_owned())),
+                None => (arg.as_str(), None),
+            };
+            let opt = OPTIONS
+                .iter()
+                .find(|opt| opt.flag == flag)
+                .ok_or_else(|| format!("unknown argument `{arg}`"))?;
+            let value = match inline {
+                Some(value) => value,
+                None => args
+                    .next()
+                    .ok_or_else(|| format!("{} needs a value ({})", opt.flag, opt.value))?,
+            };
+            if value.is_empty() {
+                return Err(format!("{} needs a non-empty value", opt.flag));
+            }
+            values.entry(opt.flag).or_default().push(value);
+        }
+        for opt in OPTIONS {
+            if values.contains_key(opt.flag) {
+                continue;
+            }
+            let from_env: Vec<String> = match env(opt.env) {
+                Some(value) if opt.many => value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|item| !item.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+                Some(value) if !value.trim().is_empty() => vec![value.trim().to_owned()],
+                _ => Vec::new(),
+            };
+            let mut list = from_env;
+            if list.is_empty() {
+                list.extend(opt.default.map(str::to_owned));
+            }
+            if !list.is_empty() {
+                values.insert(opt.flag, list);
+            }
+        }
+        Ok(Some(Self(values)))
+    }
+
+    fn required_list(&self, opt: &Opt) -> Result<Vec<String>, String> {
+        match self.0.get(opt.flag) {
+            Some(list) if !list.is_empty() => Ok(list.clone()),
+            _ => Err(missing(opt)),
+        }
+    }
+
+    fn single(&self, opt: &Opt) -> Result<String, String> {
+        match self.0.get(opt.flag).map(Vec::as_slice) {
+            Some([one]) => Ok(one.clone()),
+            Some([]) | None => Err(missing(opt)),
+            Some(_) => Err(format!("{} may be given only once", opt.flag)),
+        }
+    }
+}
+
+fn missing(opt: &Opt) -> String {
+    format!("missing {} {} (or set {})", opt.flag, opt.value, opt.env)
+}
+
+fn usage() -> String {
+    let mut text = String::from(
+        "protected_api: an HTTP API behind portcullis (OAuth 2.0 bearer tokens)\n\n\
+         Usage: protected_api --issuer URL --audience AUD [--addr HOST:PORT]\n\nOptions:\n",
+    );
+    for opt in OPTIONS {
+        let left = format!("{} {}", opt.flag, opt.value);
+        let default = opt
+            .default
+            .map(|d| format!(" (default {d})"))
+            .unwrap_or_default();
+        let list = if opt.many { ", comma-separated" } else { "" };
+        let _ = writeln!(text, "  {left:<22}{}{default}", opt.help);
+        let _ = writeln!(text, "  {:<22}[env: {}{list}]", "", opt.env);
+    }
+    text.push_str(
+        "  -h, --help            print this help\n\n\
+         Routes:\n\
+         \x20 GET  /health         no token\n\
+         \x20 GET  /me             any valid token\n\
+         \x20 GET  /items          scope `read`\n\
+         \x20 POST /items          scope `write`, body {\"name\": \"...\"}\n\
+         \x20 GET  /admin          scope `admin`\n\n\
+         Logging: RUST_LOG (default info,portcullis=debug)\n",
+    );
+    text
+}
