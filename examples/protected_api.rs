@@ -19,6 +19,14 @@
 //! curl -i http://127.0.0.1:8080/me -H "Authorization: Bearer $ACCESS_TOKEN"
 //! ```
 //!
+//! For issuers that hand out opaque tokens, add the introspection endpoint and the API's
+//! own client credentials; JWT-shaped tokens are still validated locally:
+//!
+//! ```text
+//!     --introspection-url https://login.example.com/oauth2/introspect \
+//!     --client-id my-api --client-secret "$CLIENT_SECRET"
+//! ```
+//!
 //! Run with `--help` for every option. Logs go through `tracing-subscriber`; set `RUST_LOG`
 //! to change the default `info,portcullis=debug` (rejections are logged by portcullis at
 //! DEBUG under the target `portcullis::rejection`).
@@ -39,7 +47,10 @@ use axum::{
     response::Response,
     routing::{get, post},
 };
-use portcullis::{AuthError, BearerAuthLayer, Jwt, Principal, RequireScopeLayer};
+use portcullis::{
+    AuthError, Authenticate, BearerAuthLayer, Introspection, Jwt, JwtOrIntrospection, Principal,
+    RegisteredClaims, RequireScopeLayer,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tracing_subscriber::EnvFilter;
@@ -83,7 +94,33 @@ async fn main() -> ExitCode {
         }
     };
 
-    match serve(config, jwt).await {
+    // With introspection flags, opaque tokens go to the first issuer's introspection
+    // endpoint and JWT-shaped tokens stay local.
+    let served = match &config.introspection {
+        None => serve(&config, jwt.clone(), jwt).await,
+        Some(intro) => {
+            let introspection = Introspection::builder()
+                .issuer(&config.issuers[0])
+                .endpoint(&intro.url)
+                .client_credentials(&intro.client_id, &intro.client_secret);
+            let introspection = config
+                .audiences
+                .iter()
+                .fold(introspection, |b, audience| b.audience(audience))
+                .build();
+            match introspection {
+                Ok(introspection) => {
+                    let auth = JwtOrIntrospection::new(jwt.clone(), introspection);
+                    serve(&config, jwt, auth).await
+                }
+                Err(error) => {
+                    eprintln!("protected_api: {error}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
+    };
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("protected_api: {error}");
@@ -92,7 +129,10 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn serve(config: Config, jwt: Jwt) -> std::io::Result<()> {
+async fn serve<A>(config: &Config, jwt: Jwt, auth: A) -> std::io::Result<()>
+where
+    A: Authenticate<Claims = RegisteredClaims> + Clone + Send + Sync + 'static,
+{
     // Every route in `protected` needs a valid token; some need a scope on top, set per
     // method with `route_layer` (which covers only the methods added before it).
     let protected = Router::new()
@@ -108,7 +148,7 @@ async fn serve(config: Config, jwt: Jwt) -> std::io::Result<()> {
             get(admin).route_layer(RequireScopeLayer::all(["admin"])),
         )
         // `route_layer`, not `layer`: an unknown path stays `404` instead of becoming `401`.
-        .route_layer(BearerAuthLayer::new(jwt.clone()));
+        .route_layer(BearerAuthLayer::new(auth));
 
     let app = Router::new()
         .route("/health", get(|| async { "ok" }))
@@ -286,7 +326,55 @@ const ADDR: Opt = Opt {
     many: false,
     default: Some("127.0.0.1:8080"),
 };
-const OPTIONS: [&Opt; 3] = [&ISSUER, &AUDIENCE, &ADDR];
+const INTROSPECTION_URL: Opt = Opt {
+    flag: "--introspection-url",
+    env: "PORTCULLIS_INTROSPECTION_URL",
+    value: "URL",
+    help: "RFC 7662 endpoint for opaque tokens (of the first issuer)",
+    many: false,
+    default: None,
+};
+const CLIENT_ID: Opt = Opt {
+    flag: "--client-id",
+    env: "PORTCULLIS_CLIENT_ID",
+    value: "ID",
+    help: "this API's client id at the issuer, for introspection",
+    many: false,
+    default: None,
+};
+const CLIENT_SECRET: Opt = Opt {
+    flag: "--client-secret",
+    env: "PORTCULLIS_CLIENT_SECRET",
+    value: "SECRET",
+    help: "this API's client secret, for introspection (prefer the env variable)",
+    many: false,
+    default: None,
+};
+const OPTIONS: [&Opt; 6] = [
+    &ISSUER,
+    &AUDIENCE,
+    &ADDR,
+    &INTROSPECTION_URL,
+    &CLIENT_ID,
+    &CLIENT_SECRET,
+];
+
+/// Where and as whom opaque tokens are introspected.
+struct IntrospectionConfig {
+    url: String,
+    client_id: String,
+    client_secret: String,
+}
+
+impl std::fmt::Debug for IntrospectionConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IntrospectionConfig")
+            .field("url", &self.url)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"[redacted]")
+            .finish()
+    }
+}
 
 /// What the server runs with, from flags first, then environment, then defaults.
 #[derive(Debug)]
@@ -294,6 +382,7 @@ struct Config {
     issuers: Vec<String>,
     audiences: Vec<String>,
     addr: String,
+    introspection: Option<IntrospectionConfig>,
 }
 
 impl Config {
@@ -305,10 +394,19 @@ impl Config {
         let Some(values) = Values::parse(args, env)? else {
             return Ok(None);
         };
+        let introspection = match values.optional(&INTROSPECTION_URL)? {
+            None => None,
+            Some(url) => Some(IntrospectionConfig {
+                url,
+                client_id: values.single(&CLIENT_ID)?,
+                client_secret: values.single(&CLIENT_SECRET)?,
+            }),
+        };
         Ok(Some(Self {
             issuers: values.required_list(&ISSUER)?,
             audiences: values.required_list(&AUDIENCE)?,
             addr: values.single(&ADDR)?,
+            introspection,
         }))
     }
 }
@@ -380,6 +478,13 @@ impl Values {
         }
     }
 
+    fn optional(&self, opt: &Opt) -> Result<Option<String>, String> {
+        match self.0.get(opt.flag) {
+            None => Ok(None),
+            Some(_) => self.single(opt).map(Some),
+        }
+    }
+
     fn single(&self, opt: &Opt) -> Result<String, String> {
         match self.0.get(opt.flag).map(Vec::as_slice) {
             Some([one]) => Ok(one.clone()),
@@ -396,7 +501,7 @@ fn missing(opt: &Opt) -> String {
 fn usage() -> String {
     let mut text = String::from(
         "protected_api: an HTTP API behind portcullis (OAuth 2.0 bearer tokens)\n\n\
-         Usage: protected_api --issuer URL --audience AUD [--addr HOST:PORT]\n\nOptions:\n",
+         Usage: protected_api --issuer URL --audience AUD [--addr HOST:PORT]\n         \x20      [--introspection-url URL --client-id ID --client-secret SECRET]\n\nOptions:\n",
     );
     for opt in OPTIONS {
         let left = format!("{} {}", opt.flag, opt.value);
@@ -405,11 +510,11 @@ fn usage() -> String {
             .map(|d| format!(" (default {d})"))
             .unwrap_or_default();
         let list = if opt.many { ", comma-separated" } else { "" };
-        let _ = writeln!(text, "  {left:<22}{}{default}", opt.help);
-        let _ = writeln!(text, "  {:<22}[env: {}{list}]", "", opt.env);
+        let _ = writeln!(text, "  {left:<26}{}{default}", opt.help);
+        let _ = writeln!(text, "  {:<26}[env: {}{list}]", "", opt.env);
     }
     text.push_str(
-        "  -h, --help            print this help\n\n\
+        "  -h, --help                print this help\n\n\
          Routes:\n\
          \x20 GET  /health         no token\n\
          \x20 GET  /me             any valid token\n\

@@ -195,6 +195,13 @@ impl JwksCache {
         if let Some(inflight) = &st.inflight {
             return inflight.clone();
         }
+        // Another fetch may have finished since the caller looked: keep to one per cooldown.
+        if st
+            .last_attempt
+            .is_some_and(|at| at.elapsed() < self.inner.policy.cooldown)
+        {
+            return futures_util::future::ready(()).boxed().shared();
+        }
         st.last_attempt = Some(Instant::now());
         let inner = Arc::clone(&self.inner);
         let task = async move {

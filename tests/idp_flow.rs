@@ -1,0 +1,765 @@
+//! End to end against a real OpenID provider: tokens obtained the way clients obtain them
+//! (authorization code with PKCE, client credentials) from the `oidc-provider` fixture in
+//! `tests/idp`, sent over real HTTP to an axum API guarded by portcullis on 127.0.0.1.
+//!
+//! Each test starts its own provider, so tests can rotate keys and revoke tokens without
+//! disturbing one another. Needs Node.js >= 20 and `npm ci --prefix tests/idp`. The last test
+//! runs `examples/protected_api.rs` as a process; `cargo test` builds it (so does
+//! `cargo build --examples`).
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::{
+    Json, Router,
+    routing::{get, post},
+};
+use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
+use portcullis::{
+    Authenticate, BearerAuthLayer, ClientAuth, Introspection, Jwt, JwtOrIntrospection, Principal,
+    RegisteredClaims, RequireScopeLayer,
+};
+use reqwest::{
+    RequestBuilder, StatusCode,
+    header::{AUTHORIZATION, WWW_AUTHENTICATE},
+};
+use serde_json::{Value, json};
+use support::idp::{self, Idp, jwt_parts};
+use tokio::io::{AsyncBufReadExt as _, AsyncRead, BufReader};
+use tokio::net::TcpListener;
+
+/// Longest wait for one HTTP answer.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait for the example to announce that it listens.
+const EXAMPLE_STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+
+// ── The API under test ─────────────────────────────────────────────────────────────────────
+
+/// An API guarded by `auth`: `GET /me` for any valid token, `POST /items` needs `write`.
+fn api<A>(auth: A) -> Router
+where
+    A: Authenticate<Claims = RegisteredClaims> + Clone + Send + Sync + 'static,
+{
+    Router::new()
+        .route(
+            "/items",
+            post(|| async { "created" }).route_layer(RequireScopeLayer::all(["write"])),
+        )
+        .route("/me", get(me))
+        .layer(BearerAuthLayer::new(auth))
+}
+
+async fn me(principal: Principal) -> Json<Value> {
+    Json(json!({
+        "sub": principal.subject(),
+        "scopes": principal.scopes(),
+        "client_id": principal.claims().client_id,
+    }))
+}
+
+/// Serves `app` on 127.0.0.1 (a port the OS picks) until the test's runtime shuts down and
+/// returns its base URL.
+async fn serve(app: Router) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("cannot bind the API to 127.0.0.1");
+    let url = format!(
+        "http://{}",
+        listener.local_addr().expect("the API has a local address")
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await.expect("the API failed") });
+    url
+}
+
+/// A JWT authenticator for `audience` that finds the provider's keys through discovery, warmed
+/// up so that requests are decided from cached keys.
+async fn warm_jwt(idp: &Idp, audience: &str) -> Jwt {
+    let jwt = Jwt::builder()
+        .issuer(&idp.issuer)
+        .audience(audience)
+        .build()
+        .expect("a valid JWT configuration");
+    jwt.refresh().await.expect("the provider's keys load");
+    jwt
+}
+
+// ── The client ─────────────────────────────────────────────────────────────────────────────
+
+/// A client for 127.0.0.1, whatever proxy the environment configures.
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(REQUEST_TIMEOUT)
+        .build()
+        .expect("cannot build the HTTP client")
+}
+
+/// What the API answered.
+#[derive(Debug)]
+struct Answer {
+    status: StatusCode,
+    challenge: Option<String>,
+    body: String,
+}
+
+impl Answer {
+    /// The value of the `WWW-Authenticate` auth-param `name`, if any.
+    fn param(&self, name: &str) -> Option<String> {
+        challenge_param(self.challenge.as_deref()?, name)
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|err| panic!("the body is not JSON ({err}): {self:?}"))
+    }
+
+    #[track_caller]
+    fn assert_ok(&self, what: &str) -> &Self {
+        assert_eq!(self.status, StatusCode::OK, "{what}: {self:?}");
+        self
+    }
+
+    #[track_caller]
+    fn assert_invalid_token(&self, what: &str) -> &Self {
+        assert_eq!(self.status, StatusCode::UNAUTHORIZED, "{what}: {self:?}");
+        assert_eq!(
+            self.param("error").as_deref(),
+            Some("invalid_token"),
+            "{what}: {self:?}"
+        );
+        self
+    }
+
+    #[track_caller]
+    fn assert_insufficient_scope(&self, scope: &str, what: &str) -> &Self {
+        assert_eq!(self.status, StatusCode::FORBIDDEN, "{what}: {self:?}");
+        assert_eq!(
+            self.param("error").as_deref(),
+            Some("insufficient_scope"),
+            "{what}: {self:?}"
+        );
+        assert_eq!(
+            self.param("scope").as_deref(),
+            Some(scope),
+            "{what}: {self:?}"
+        );
+        self
+    }
+}
+
+/// Sends `request`, with `token` as a bearer token when given.
+async fn send(request: RequestBuilder, token: Option<&str>) -> Answer {
+    let request = match token {
+        Some(token) => request.header(AUTHORIZATION, format!("Bearer {token}")),
+        None => request,
+    };
+    let response = request.send().await.expect("the API answers");
+    let status = response.status();
+    let challenge = response
+        .headers()
+        .get(WWW_AUTHENTICATE)
+        .map(|v| v.to_str().expect("WWW-Authenticate is text").to_owned());
+    let body = response.text().await.expect("the API sends a body");
+    Answer {
+        status,
+        challenge,
+        body,
+    }
+}
+
+/// The value of the auth-param `name` in a `Bearer` challenge (RFC 6750 §3: quoted strings).
+fn challenge_param(challenge: &str, name: &str) -> Option<String> {
+    let mut rest = challenge.strip_prefix("Bearer")?.trim_start();
+    while !rest.is_empty() {
+        let (key, after) = rest.split_once('=')?;
+        let after = after.strip_prefix('"')?;
+        let mut value = String::new();
+        let mut chars = after.char_indices();
+        let end = loop {
+            match chars.next()? {
+                (i, '"') => break i,
+                (_, '\\') => value.push(chars.next()?.1),
+                (_, c) => value.push(c),
+            }
+        };
+        if key.trim() == name {
+            return Some(value);
+        }
+        rest = after[end + 1..]
+            .trim_start()
+            .trim_start_matches(',')
+            .trim_start();
+    }
+    None
+}
+
+/// `token` with one character of its part `index` (0 header, 1 payload, 2 signature) changed.
+/// The character is taken from the middle, so the part stays valid base64url and no padding
+/// bits are involved.
+fn flip_char(token: &str, index: usize) -> String {
+    let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+    let part = &mut parts[index];
+    let middle = part.len() / 2;
+    let replacement = if &part[middle..=middle] == "A" {
+        "B"
+    } else {
+        "A"
+    };
+    part.replace_range(middle..=middle, replacement);
+    parts.join(".")
+}
+
+/// `token` with its payload replaced by `claims`, the original signature kept.
+fn with_payload(token: &str, claims: &Value) -> String {
+    let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+    parts[1] = URL_SAFE_NO_PAD.encode(claims.to_string());
+    parts.join(".")
+}
+
+fn scope_list(value: &Value) -> Vec<String> {
+    value
+        .as_array()
+        .unwrap_or_else(|| panic!("scopes are not a list: {value}"))
+        .iter()
+        .map(|s| s.as_str().expect("a scope is a string").to_owned())
+        .collect()
+}
+
+// ── 1. Authorization code with PKCE ────────────────────────────────────────────────────────
+
+#[tokio::test]
+async fn authorization_code_token_reaches_the_api_with_its_user_and_scopes() {
+    let idp = Idp::start().await;
+    let url = serve(api(warm_jwt(&idp, idp::API).await)).await;
+    let http = client();
+
+    let token = idp
+        .authorization_code("alice", "openid read", idp::API)
+        .await;
+
+    let answer = send(http.get(format!("{url}/me")), Some(&token)).await;
+    let me = answer.assert_ok("GET /me with alice's token").json();
+    assert_eq!(me["sub"], "alice", "{me}");
+    assert_eq!(me["client_id"], idp::CLIENT_ID, "{me}");
+    let scopes = scope_list(&me["scopes"]);
+    assert!(scopes.iter().any(|s| s == "read"), "{me}");
+    assert!(!scopes.iter().any(|s| s == "write"), "{me}");
+
+    send(http.post(format!("{url}/items")), Some(&token))
+        .await
+        .assert_insufficient_scope("write", "POST /items with a read-only token");
+
+    // Tampered copies: the signature no longer covers what the token says.
+    let (_, claims) = jwt_parts(&token);
+    let mut escalated = claims.clone();
+    escalated["scope"] = json!("read write admin");
+    let mut impersonating = claims;
+    impersonating["sub"] = json!("mallory");
+    let tampered = [
+        ("a character of the payload changed", flip_char(&token, 1)),
+        ("a character of the signature changed", flip_char(&token, 2)),
+        (
+            "scopes added to the payload",
+            with_payload(&token, &escalated),
+        ),
+        (
+            "another subject in the payload",
+            with_payload(&token, &impersonating),
+        ),
+    ];
+    for (what, forged) in tampered {
+        assert_ne!(forged, token, "{what}: the token did not change");
+        send(http.get(format!("{url}/me")), Some(&forged))
+            .await
+            .assert_invalid_token(what);
+        send(http.post(format!("{url}/items")), Some(&forged))
+            .await
+            .assert_invalid_token(what);
+    }
+
+    // The genuine token still works: nothing was poisoned by the forgeries.
+    send(http.get(format!("{url}/me")), Some(&token))
+        .await
+        .assert_ok("GET /me with alice's token after the forgeries");
+}
+
+// ── 2. Client credentials, RS256 and ES256 ─────────────────────────────────────────────────
+
+#[tokio::test]
+async fn client_credentials_tokens_signed_rs256_and_es256_are_accepted_for_their_audiences() {
+    let idp = Idp::start().await;
+    let jwt = Jwt::builder()
+        .issuer(&idp.issuer)
+        .audience(idp::API)
+        .audience(idp::API_ES)
+        .build()
+        .expect("a valid JWT configuration");
+    let url = serve(api(jwt)).await;
+    let http = client();
+
+    for (resource, alg) in [(idp::API, "RS256"), (idp::API_ES, "ES256")] {
+        let token = idp.client_credentials(resource, "read write").await;
+        let (header, _) = jwt_parts(&token);
+        assert_eq!(header["alg"], alg, "{header}");
+
+        let answer = send(http.get(format!("{url}/me")), Some(&token)).await;
+        let me = answer
+            .assert_ok(&format!("GET /me with an {alg} token"))
+            .json();
+        assert_eq!(me["sub"], idp::CLIENT_ID, "{me}");
+        assert_eq!(scope_list(&me["scopes"]), ["read", "write"], "{me}");
+        send(http.post(format!("{url}/items")), Some(&token))
+            .await
+            .assert_ok(&format!("POST /items with an {alg} token granting write"));
+    }
+
+    // Genuine, signed by the trusted issuer, but meant for another API.
+    let other = idp.client_credentials(idp::OTHER, "read write").await;
+    let answer = send(http.get(format!("{url}/me")), Some(&other)).await;
+    answer.assert_invalid_token("GET /me with a token for another audience");
+}
+
+// ── 3. Key rotation while the API runs ─────────────────────────────────────────────────────
+
+// On several threads, so that the API really decides the requests in parallel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rotated_signing_key_is_fetched_once_for_many_concurrent_requests() {
+    const COOLDOWN: Duration = Duration::from_millis(100);
+    const CONCURRENT: usize = 20;
+
+    let idp = Idp::start().await;
+    let jwt = Jwt::builder()
+        .issuer(&idp.issuer)
+        .audience(idp::API)
+        .jwks_refresh_cooldown(COOLDOWN)
+        .build()
+        .expect("a valid JWT configuration");
+    jwt.refresh().await.expect("the provider's keys load");
+    let warmed_at = Instant::now();
+    let url = serve(api(jwt)).await;
+    let http = client();
+
+    let hits_before = idp.jwks_hits().await;
+    let old_token = idp.client_credentials(idp::API, "read").await;
+    send(http.get(format!("{url}/me")), Some(&old_token))
+        .await
+        .assert_ok("GET /me before the rotation");
+
+    // An unknown kid may trigger a fetch only once the cooldown since the warm-up is over.
+    tokio::time::sleep((warmed_at + COOLDOWN * 2).saturating_duration_since(Instant::now())).await;
+    let new_kid = idp.rotate_key().await;
+    let new_token = idp.client_credentials(idp::API, "read").await;
+    let (header, _) = jwt_parts(&new_token);
+    assert_eq!(header["kid"], new_kid.as_str(), "{header}");
+
+    // All at once, through one barrier, so that they meet the unknown kid together.
+    let barrier = Arc::new(tokio::sync::Barrier::new(CONCURRENT));
+    let mut requests = tokio::task::JoinSet::new();
+    for _ in 0..CONCURRENT {
+        let request = http.get(format!("{url}/me"));
+        let (token, barrier) = (new_token.clone(), Arc::clone(&barrier));
+        requests.spawn(async move {
+            barrier.wait().await;
+            send(request, Some(&token)).await
+        });
+    }
+    let answers = requests.join_all().await;
+    let failed: Vec<&Answer> = answers
+        .iter()
+        .filter(|a| a.status != StatusCode::OK)
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {CONCURRENT} requests with the new key failed: {failed:?}",
+        failed.len()
+    );
+
+    // Tokens signed with the old key stay valid: the provider still publishes it.
+    send(http.get(format!("{url}/me")), Some(&old_token))
+        .await
+        .assert_ok("GET /me with a token signed before the rotation");
+
+    let hits_after = idp.jwks_hits().await;
+    assert_eq!(
+        hits_after - hits_before,
+        1,
+        "the API should fetch the JWKS exactly once for the new kid \
+         ({hits_before} fetches before, {hits_after} after)"
+    );
+}
+
+// ── 4. Expiry ──────────────────────────────────────────────────────────────────────────────
+
+#[tokio::test]
+async fn a_token_is_refused_once_it_has_expired() {
+    let idp = Idp::start().await;
+    let jwt = Jwt::builder()
+        .issuer(&idp.issuer)
+        .audience(idp::SHORT)
+        .leeway(Duration::ZERO)
+        .build()
+        .expect("a valid JWT configuration");
+    jwt.refresh().await.expect("the provider's keys load");
+    let url = serve(api(jwt)).await;
+    let http = client();
+
+    let token = idp.client_credentials(idp::SHORT, "read").await;
+    let (_, claims) = jwt_parts(&token);
+    let exp = claims["exp"].as_u64().expect("an exp claim");
+
+    send(http.get(format!("{url}/me")), Some(&token))
+        .await
+        .assert_ok("GET /me with a fresh short-lived token");
+
+    // Until a second past `exp`, and never longer than the token's whole life and that second.
+    let expired_at = UNIX_EPOCH + Duration::from_secs(exp + 1);
+    let wait = expired_at
+        .duration_since(SystemTime::now())
+        .unwrap_or(Duration::ZERO)
+        .min(Duration::from_secs(idp::SHORT_TTL_SECS + 1));
+    tokio::time::sleep(wait).await;
+
+    let answer = send(http.get(format!("{url}/me")), Some(&token)).await;
+    answer.assert_invalid_token("GET /me with an expired token");
+    let description = answer.param("error_description").unwrap_or_default();
+    assert!(description.contains("expired"), "{answer:?}");
+}
+
+// ── 5. Opaque tokens through introspection ─────────────────────────────────────────────────
+
+#[tokio::test]
+async fn an_opaque_token_is_introspected_and_refused_after_revocation_once_the_cache_expires() {
+    const CACHE_TTL: Duration = Duration::from_secs(1);
+
+    let idp = Idp::start().await;
+    let introspection = Introspection::builder()
+        .issuer(&idp.issuer) // the endpoint is discovered
+        .client_credentials(idp::RS_CLIENT_ID, idp::RS_CLIENT_SECRET)
+        .audience(idp::OPAQUE)
+        .cache_max_ttl(CACHE_TTL)
+        .build()
+        .expect("a valid introspection configuration");
+    let jwt = warm_jwt(&idp, idp::API).await;
+    let url = serve(api(JwtOrIntrospection::new(jwt, introspection))).await;
+    let http = client();
+
+    let opaque = idp.client_credentials(idp::OPAQUE, "read write").await;
+    assert!(!opaque.contains('.'), "not an opaque token: {opaque}");
+
+    let answer = send(http.get(format!("{url}/me")), Some(&opaque)).await;
+    let cached_at = Instant::now();
+    let me = answer.assert_ok("GET /me with an opaque token").json();
+    assert_eq!(me["client_id"], idp::CLIENT_ID, "{me}");
+    assert_eq!(scope_list(&me["scopes"]), ["read", "write"], "{me}");
+    send(http.post(format!("{url}/items")), Some(&opaque))
+        .await
+        .assert_ok("POST /items with an opaque token granting write");
+
+    // A JWT through the same authenticator is validated locally.
+    let jwt_token = idp.client_credentials(idp::API, "read").await;
+    send(http.get(format!("{url}/me")), Some(&jwt_token))
+        .await
+        .assert_ok("GET /me with a JWT next to introspection");
+
+    idp.revoke(&opaque).await;
+    let introspected = idp.introspect(&opaque).await;
+    assert_eq!(introspected["active"], false, "{introspected}");
+
+    // Still accepted from the cache, as long as the cached answer is surely fresh.
+    let answer = send(http.get(format!("{url}/me")), Some(&opaque)).await;
+    if cached_at.elapsed() < CACHE_TTL / 2 {
+        answer.assert_ok("GET /me with a revoked token whose answer is cached");
+    }
+
+    tokio::time::sleep(
+        (cached_at + CACHE_TTL + Duration::from_millis(200))
+            .saturating_duration_since(Instant::now()),
+    )
+    .await;
+    send(http.get(format!("{url}/me")), Some(&opaque))
+        .await
+        .assert_invalid_token("GET /me with a revoked token after the cache expired");
+}
+
+#[tokio::test]
+async fn introspection_authenticates_with_client_secret_post() {
+    let idp = Idp::start().await;
+    let introspection = Introspection::builder()
+        .issuer(&idp.issuer)
+        .endpoint(idp.introspection_endpoint())
+        .client_credentials(idp::RS_POST_CLIENT_ID, idp::RS_CLIENT_SECRET)
+        .client_auth(ClientAuth::ClientSecretPost)
+        .build()
+        .expect("a valid introspection configuration");
+    let url = serve(api(introspection)).await;
+    let http = client();
+
+    let opaque = idp
+        .authorization_code("carol", "openid read", idp::OPAQUE)
+        .await;
+    let answer = send(http.get(format!("{url}/me")), Some(&opaque)).await;
+    let me = answer.assert_ok("GET /me with an opaque token").json();
+    assert_eq!(me["sub"], "carol", "{me}");
+    send(http.post(format!("{url}/items")), Some(&opaque))
+        .await
+        .assert_insufficient_scope("write", "POST /items with an opaque read-only token");
+
+    send(
+        http.get(format!("{url}/me")),
+        Some("not-a-token-the-provider-issued"),
+    )
+    .await
+    .assert_invalid_token("GET /me with an unknown opaque token");
+}
+
+// ── 6. examples/protected_api.rs as a process ──────────────────────────────────────────────
+
+/// The example server, killed when dropped.
+struct ExampleServer {
+    url: String,
+    stderr: Arc<Mutex<String>>,
+    _child: tokio::process::Child,
+}
+
+impl ExampleServer {
+    /// Runs the built example and waits until it announces `listening on http://ADDR`.
+    async fn start(issuer: &str, audience: &str, extra: &[&str]) -> ExampleServer {
+        let binary = example_binary("protected_api");
+        let mut child = tokio::process::Command::new(&binary)
+            .args(["--issuer", issuer, "--audience", audience])
+            .args(["--addr", "127.0.0.1:0"])
+            .args(extra)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|err| panic!("cannot run {}: {err}", binary.display()));
+
+        // Both pipes are drained for the child's whole life, so it never blocks on them.
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let stdout = Arc::new(Mutex::new(String::new()));
+        let (url_tx, url_rx) = tokio::sync::oneshot::channel();
+        collect_lines(
+            child.stderr.take().expect("piped stderr"),
+            Arc::clone(&stderr),
+            None,
+        );
+        collect_lines(
+            child.stdout.take().expect("piped stdout"),
+            Arc::clone(&stdout),
+            Some(url_tx),
+        );
+
+        let url = match tokio::time::timeout(EXAMPLE_STARTUP_TIMEOUT, url_rx).await {
+            Ok(Ok(url)) => url,
+            outcome => {
+                let why = if outcome.is_err() {
+                    "did not print `listening on http://ADDR` within 30 s"
+                } else {
+                    "closed its stdout without printing `listening on http://ADDR`"
+                };
+                let _ = child.start_kill();
+                let status = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
+                panic!(
+                    "{} {why} (exit: {status:?})\n--- stdout ---\n{}\n--- stderr ---\n{}",
+                    binary.display(),
+                    stdout.lock().map(|s| s.clone()).unwrap_or_default(),
+                    stderr.lock().map(|s| s.clone()).unwrap_or_default(),
+                );
+            }
+        };
+        ExampleServer {
+            url,
+            stderr,
+            _child: child,
+        }
+    }
+
+    /// What the example wrote on stderr so far, for failure messages.
+    fn stderr(&self) -> String {
+        self.stderr.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+}
+
+/// Appends each line of `pipe` to `sink`; sends the URL of the first `listening on URL` line.
+fn collect_lines(
+    pipe: impl AsyncRead + Unpin + Send + 'static,
+    sink: Arc<Mutex<String>>,
+    mut listening: Option<tokio::sync::oneshot::Sender<String>>,
+) {
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(pipe).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some((_, url)) = line.split_once("listening on ")
+                && let Some(tx) = listening.take()
+            {
+                let _ = tx.send(url.trim().trim_end_matches('/').to_owned());
+            }
+            if let Ok(mut sink) = sink.lock() {
+                sink.push_str(&line);
+                sink.push('\n');
+            }
+        }
+    });
+}
+
+/// The example binary Cargo built next to this test's binary (`target/<profile>/examples`),
+/// refused when missing or older than a source it was built from.
+fn example_binary(name: &str) -> PathBuf {
+    let hint =
+        format!("build it with `cargo build --example {name}` (plain `cargo test` does too)");
+    let exe = std::env::current_exe().expect("the test binary's path");
+    // target/<profile>/deps/idp_flow-<hash> → target/<profile>/examples/<name>
+    let examples = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("the test binary lives in target/<profile>/deps")
+        .join("examples");
+    let binary = examples.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    let built = std::fs::metadata(&binary)
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|err| panic!("no example binary at {} ({err}): {hint}", binary.display()));
+
+    // Cargo's dep-info lists the files the binary was built from.
+    let dep_info = std::fs::read_to_string(examples.join(format!("{name}.d"))).unwrap_or_default();
+    let sources = dep_info
+        .lines()
+        .filter_map(|line| line.split_once(": ").map(|(_, deps)| deps))
+        .flat_map(str::split_whitespace)
+        .map(Path::new)
+        .filter(|path| path.starts_with(env!("CARGO_MANIFEST_DIR")));
+    for source in sources {
+        let modified = std::fs::metadata(source).and_then(|m| m.modified());
+        if let Ok(modified) = modified {
+            assert!(
+                modified <= built,
+                "{} is older than {}: {hint}",
+                binary.display(),
+                source.display()
+            );
+        }
+    }
+    binary
+}
+
+#[tokio::test]
+async fn the_protected_api_example_serves_real_tokens() {
+    let idp = Idp::start().await;
+    let example = ExampleServer::start(&idp.issuer, idp::API, &[]).await;
+    let url = &example.url;
+    let http = client();
+    let context = |what: &str| format!("{what}\n--- example stderr ---\n{}", example.stderr());
+
+    send(http.get(format!("{url}/health")), None)
+        .await
+        .assert_ok(&context("GET /health without a token"));
+
+    let answer = send(http.get(format!("{url}/me")), None).await;
+    assert_eq!(
+        answer.status,
+        StatusCode::UNAUTHORIZED,
+        "{}",
+        context(&format!("{answer:?}"))
+    );
+
+    let reader = idp.client_credentials(idp::API, "read").await;
+    let answer = send(http.get(format!("{url}/me")), Some(&reader)).await;
+    let me = answer
+        .assert_ok(&context("GET /me with a read token"))
+        .json();
+    assert_eq!(me["sub"], idp::CLIENT_ID, "{me}");
+    assert_eq!(scope_list(&me["scopes"]), ["read"], "{me}");
+    let aud = &me["claims"]["aud"];
+    assert!(
+        aud == idp::API
+            || aud
+                .as_array()
+                .is_some_and(|a| a.iter().any(|v| v == idp::API)),
+        "{me}"
+    );
+
+    send(http.get(format!("{url}/items")), Some(&reader))
+        .await
+        .assert_ok(&context("GET /items with a read token"));
+    send(http.post(format!("{url}/items")), Some(&reader))
+        .await
+        .assert_insufficient_scope("write", &context("POST /items with a read token"));
+    send(http.get(format!("{url}/admin")), Some(&reader))
+        .await
+        .assert_insufficient_scope("admin", &context("GET /admin with a read token"));
+
+    let admin = idp
+        .authorization_code("alice", "openid read admin", idp::API)
+        .await;
+    let answer = send(http.get(format!("{url}/admin")), Some(&admin)).await;
+    answer.assert_ok(&context("GET /admin with alice's admin token"));
+
+    let other = idp.client_credentials(idp::OTHER, "read").await;
+    send(http.get(format!("{url}/me")), Some(&other))
+        .await
+        .assert_invalid_token(&context("GET /me with a token for another audience"));
+}
+
+#[tokio::test]
+async fn the_protected_api_example_introspects_opaque_tokens_and_keeps_validating_jwts() {
+    let idp = Idp::start().await;
+    let endpoint = idp.introspection_endpoint();
+    let example = ExampleServer::start(
+        &idp.issuer,
+        idp::API,
+        &[
+            "--audience",
+            idp::OPAQUE,
+            "--introspection-url",
+            &endpoint,
+            "--client-id",
+            idp::RS_CLIENT_ID,
+            "--client-secret",
+            idp::RS_CLIENT_SECRET,
+        ],
+    )
+    .await;
+    let url = &example.url;
+    let http = client();
+    let context = |what: &str| format!("{what}\n--- example stderr ---\n{}", example.stderr());
+
+    let opaque = idp.client_credentials(idp::OPAQUE, "read write").await;
+    assert_eq!(opaque.split('.').count(), 1, "an opaque token, not a JWT");
+    let me = send(http.get(format!("{url}/me")), Some(&opaque))
+        .await
+        .assert_ok(&context("GET /me with an opaque token"))
+        .json();
+    assert_eq!(scope_list(&me["scopes"]), ["read", "write"], "{me}");
+    send(http.get(format!("{url}/items")), Some(&opaque))
+        .await
+        .assert_ok(&context("GET /items with an opaque read token"));
+    let created = send(
+        http.post(format!("{url}/items"))
+            .json(&serde_json::json!({ "name": "plum" })),
+        Some(&opaque),
+    )
+    .await;
+    assert_eq!(
+        created.status,
+        StatusCode::CREATED,
+        "{}",
+        context(&format!("{created:?}"))
+    );
+    send(http.get(format!("{url}/admin")), Some(&opaque))
+        .await
+        .assert_insufficient_scope("admin", &context("GET /admin with an opaque token"));
+
+    let jwt = idp.client_credentials(idp::API, "read").await;
+    send(http.get(format!("{url}/me")), Some(&jwt))
+        .await
+        .assert_ok(&context("GET /me with a JWT next to introspection"));
+
+    let unknown = "definitely-not-an-issued-token";
+    send(http.get(format!("{url}/me")), Some(unknown))
+        .await
+        .assert_invalid_token("GET /me with an unknown opaque token");
+}
