@@ -34,10 +34,10 @@ pub(crate) struct Config {
 /// use http::{Request, StatusCode};
 /// use portcullis::{BearerAuthLayer, Jwt};
 /// use tower::ServiceExt;
-/// # let jwks = portcullis::__doc_support::JWKS;
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let jwks = portcullis::__doc_support::JWKS;
 /// let jwt = Jwt::builder()
 ///     .issuer_with_jwks("https://issuer.example.com", jwks)
 ///     .audience("https://api.example.com")

@@ -116,8 +116,13 @@ pub use token::DEFAULT_MAX_TOKEN_LEN;
 
 #[doc(hidden)]
 pub mod __doc_support {
-    //! A public test key for the documentation examples. Not part of the API.
+    //! A public test key and a token it verifies, for the documentation examples. Not part
+    //! of the API.
 
     /// A JWK Set with one RSA public key (`kid` `doc`).
     pub const JWKS: &str = r#"{"keys":[{"kty":"RSA","kid":"doc","use":"sig","n":"iJ7q_3xSFQSkS7eeyptbSzlb7DiaJdlm9_GZlxfUtKz_1azP31wcc2xGrCrroiD0sz2pxjJBYdxbv-lke-1yeb5gfKCdR0ZobFyYEyu2QHbBjWNqf-m8fzf_NYoRl8QBdrSyJbNrbzrU5zH8DJA9PZoQ-q4JWG1Ens-dRRb_PUEYz_pQ-uVknVCgo-NsU6N7o5T1BTBiorKkAXy8XiRj87aAbaDAniMZkW9_rNMGYbr-LU7nSP3tkXQ-Eby8k3bmWiY3T6yi4oWQW1gBlAv9lytr2HVbjHTiCqKJRGJl-yjpcXNlCFubtaAZsVpUsWRujOj1cS5FE2VbKYzDbR6eAQ","e":"AQAB"}]}"#;
+
+    /// A token for issuer `https://issuer.example.com`, audience `https://api.example.com`,
+    /// subject `alice`, scope `read`, valid until 2100, signed by the key in [`JWKS`].
+    pub const TOKEN: &str = "eyJhbGciOiJSUzI1NiIsImtpZCI6ImRvYyIsInR5cCI6ImF0K2p3dCJ9.eyJpc3MiOiJodHRwczovL2lzc3Vlci5leGFtcGxlLmNvbSIsImF1ZCI6Imh0dHBzOi8vYXBpLmV4YW1wbGUuY29tIiwic3ViIjoiYWxpY2UiLCJzY29wZSI6InJlYWQiLCJpYXQiOjE3MDAwMDAwMDAsImV4cCI6NDEwMjQ0NDgwMH0.dpg_HGFH2NbTvr7lKUv0qMQjpU-YIa9pTL--TSCxJYZcvaZc0CCja9s4Lydg9s2aqUtDjIz6zAClUNWiaBMmH4-EPZiRQy1HGcVTEq8XDGqprEmUQJuqlrdVK_1GYgw2WSTpRsHTYO8O9cik1pw1rSH8DrXx_8IcUg2Jz6rahcPi1yZZt2sbhsDDQxOUL_kveO9k-ewsxC4mt-G1VjmybpxDPuF3Czh1oM_fHieu18WlmTvEUvscc1jlRaCZibzHlYRehwTe6nOv-WELtCEUFH9XwOyaY6AVO5ooGJPNm_v1K06RgfmXch-hMncTUl7hxhhh4AzCPphfWdYSLB5Q7A";
 }

@@ -4,17 +4,35 @@
 //! # Example
 //!
 //! ```
-//! use portcullis::{BearerAuthLayer, Jwt};
-//! # let jwks = r#"{"keys":[]}"#;
-//! # let jwks = portcullis::__doc_support::JWKS;
+//! use std::convert::Infallible;
 //!
+//! use http::{Request, Response, StatusCode};
+//! use portcullis::{BearerAuthLayer, Jwt, Principal};
+//! use tower::{ServiceBuilder, ServiceExt, service_fn};
+//! # use portcullis::__doc_support::{JWKS as jwks, TOKEN as token};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let jwt = Jwt::builder()
 //!     .issuer_with_jwks("https://issuer.example.com", jwks)
 //!     .audience("https://api.example.com")
-//!     .build()
-//!     .expect("valid configuration");
-//! let layer = BearerAuthLayer::new(jwt);
-//! # let _ = layer;
+//!     .build()?;
+//!
+//! let service = ServiceBuilder::new()
+//!     .layer(BearerAuthLayer::new(jwt))
+//!     .service(service_fn(|req: Request<()>| async move {
+//!         let principal = req.extensions().get::<Principal>().expect("set by the layer");
+//!         Ok::<_, Infallible>(Response::new(principal.subject().unwrap_or("").to_owned()))
+//!     }));
+//!
+//! let request = Request::builder()
+//!     .header("authorization", format!("Bearer {token}"))
+//!     .body(())?;
+//! let response = service.oneshot(request).await?;
+//! assert_eq!(response.status(), StatusCode::OK);
+//! assert_eq!(response.body(), "alice");
+//! # Ok(())
+//! # }
 //! ```
 
 pub(crate) mod alg;

@@ -12,10 +12,14 @@
 //! # Example
 //!
 //! ```
-//! use axum::{Router, routing::get};
+//! use axum::{Router, body::Body, routing::get};
+//! use http::{Request, StatusCode};
 //! use portcullis::{BearerAuthLayer, Jwt, RequireScopeLayer};
-//! # let jwks = portcullis::__doc_support::JWKS;
+//! use tower::ServiceExt;
+//! # use portcullis::__doc_support::{JWKS as jwks, TOKEN as token};
 //!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let jwt = Jwt::builder()
 //!     .issuer_with_jwks("https://issuer.example.com", jwks)
 //!     .audience("https://api.example.com")
@@ -24,9 +28,26 @@
 //! let app: Router = Router::new()
 //!     .route("/items", get(|| async { "items" }))
 //!     .route_layer(RequireScopeLayer::all(["read"]))
-//!     .route("/me", get(|| async { "me" }))
+//!     .merge(
+//!         Router::new()
+//!             .route("/admin", get(|| async { "admin" }))
+//!             .route_layer(RequireScopeLayer::all(["admin"])),
+//!     )
 //!     .layer(BearerAuthLayer::new(jwt));
-//! # Ok::<(), portcullis::ConfigError>(())
+//!
+//! let get = |path: &str| {
+//!     Request::get(path)
+//!         .header("authorization", format!("Bearer {token}"))
+//!         .body(Body::empty())
+//! };
+//! // The token grants `read` only.
+//! let items = app.clone().oneshot(get("/items")?).await?;
+//! assert_eq!(items.status(), StatusCode::OK);
+//! let admin = app.oneshot(get("/admin")?).await?;
+//! assert_eq!(admin.status(), StatusCode::FORBIDDEN);
+//! assert!(admin.headers()["www-authenticate"].to_str()?.contains(r#"scope="admin""#));
+//! # Ok(())
+//! # }
 //! ```
 
 mod layer;
