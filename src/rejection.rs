@@ -101,10 +101,9 @@ impl<B: Default> OnRejection<B> for HttpRejection {
             headers.insert(header::WWW_AUTHENTICATE, self.challenge(error));
         }
         if let Some(after) = error.retry_after() {
-            headers.insert(
-                header::RETRY_AFTER,
-                HeaderValue::from(after.as_secs().max(1)),
-            );
+            // Rounded up: a client waiting exactly this long must find the cooldown over.
+            let seconds = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
         }
         response
     }
@@ -157,6 +156,12 @@ mod tests {
                 503,
                 None,
                 Some("30"),
+            ),
+            (
+                AuthError::unavailable("down", Duration::from_millis(1_999)),
+                503,
+                None,
+                Some("2"),
             ),
         ];
         for (error, status, challenge, retry) in table {

@@ -70,6 +70,7 @@ struct State {
     fresh_until: Instant,
     usable_until: Instant,
     last_attempt: Option<Instant>,
+    last_failed: bool,
     inflight: Option<Refresh>,
 }
 
@@ -114,6 +115,7 @@ impl JwksCache {
             fresh_until: now,
             usable_until: now,
             last_attempt: None,
+            last_failed: false,
             inflight: None,
         };
         Self {
@@ -178,6 +180,11 @@ impl JwksCache {
         }
         drop(self.refresh());
         true
+    }
+
+    /// Whether the latest fetch failed: an unknown `kid` then says nothing about the token.
+    pub(crate) fn last_fetch_failed(&self) -> bool {
+        read(&self.inner.state).last_failed
     }
 
     /// Whether keys are fetched at all (not a static key set).
@@ -284,6 +291,7 @@ impl Inner {
         let now = Instant::now();
         let mut st = write(&self.state);
         st.inflight = None;
+        st.last_failed = result.is_err();
         match result {
             Ok((set, max_age)) => {
                 let ttl = max_age

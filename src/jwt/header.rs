@@ -50,6 +50,12 @@ pub(crate) struct Header<'a> {
 }
 
 pub(crate) fn parse(json: &[u8], typ_policy: TypPolicy) -> Result<Header<'_>, AuthError> {
+    // RFC 7515 §4: the header is a JSON object. serde's derive would also take an array.
+    if json.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(AuthError::invalid_token(
+            "the token header is not a valid JOSE header",
+        ));
+    }
     let raw: RawHeader<'_> = serde_json::from_slice(json)
         .map_err(|_| AuthError::invalid_token("the token header is not a valid JOSE header"))?;
     if raw.crit.is_some() || raw.b64.is_some() {
@@ -147,6 +153,8 @@ mod tests {
             r#"{"alg":"RS256","kid":5}"#,
             r#"{"kid":"a"}"#,
             r#"["alg","RS256"]"#,
+            r#"["RS256","kid","at+jwt"]"#,
+            r#" ["RS256"]"#,
             r#""RS256""#,
             r#"{"alg":"RS256"} x"#,
             "",

@@ -211,6 +211,9 @@ where
             let known = kid.is_some_and(|k| keys.has_kid(k));
             return Err(if refetch && !known {
                 Step::Refresh(index)
+            } else if !known && cache.last_fetch_failed() {
+                // The issuer may hold the key but cannot be asked: not the token's fault.
+                AuthError::unavailable("the issuer's keys cannot be fetched", inner.cooldown).into()
             } else {
                 AuthError::invalid_token("no trusted key matches the token").into()
             });

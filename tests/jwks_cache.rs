@@ -1,0 +1,749 @@
+//! The key cache against a real (in-process) issuer on `127.0.0.1:0`: discovery, rotation,
+//! single-flight refetches, the cooldown, stale keys during outages, timeouts and size caps.
+//!
+//! Timings use short TTLs and cooldowns set in the builder, with margins of at least 100 ms.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+use common::{
+    AUDIENCE, Answer, Discovery, IssuerServer, JwksMode, TestKey, app, call, closed_port_url,
+    default_claims, jwks, mint,
+};
+use portcullis::{ErrorKind, Jwt, JwtBuilder};
+
+/// Trusts `server` through its `jwks_uri` (no discovery).
+fn with_jwks_uri(server: &IssuerServer) -> JwtBuilder {
+    Jwt::builder()
+        .issuer_with_jwks_uri(server.issuer(), server.jwks_uri())
+        .audience(AUDIENCE)
+        .http_timeout(Duration::from_secs(2))
+}
+
+/// Trusts `server` through discovery.
+fn discovering(server: &IssuerServer) -> JwtBuilder {
+    Jwt::builder()
+        .issuer(server.issuer())
+        .audience(AUDIENCE)
+        .http_timeout(Duration::from_secs(2))
+}
+
+fn token(server: &IssuerServer, key: &TestKey) -> String {
+    mint(key, default_claims(server.issuer(), AUDIENCE))
+}
+
+/// Waits (bounded) until `condition` holds.
+async fn eventually(what: &str, condition: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn assert_unavailable(answer: &Answer, max_retry_after: u64) {
+    assert_eq!(
+        answer.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{:?}",
+        answer.error
+    );
+    let after = answer.retry_after().expect("Retry-After on 503");
+    assert!(
+        (1..=max_retry_after).contains(&after),
+        "Retry-After {after} not in 1..={max_retry_after}"
+    );
+    assert!(
+        answer.challenge().is_none(),
+        "the client's token is not at fault"
+    );
+    assert_eq!(
+        answer.error.as_ref().map(|e| e.kind()),
+        Some(ErrorKind::Unavailable)
+    );
+}
+
+#[tokio::test]
+async fn keys_are_found_through_openid_discovery() {
+    let key = TestKey::rsa_a();
+    let server = IssuerServer::start(jwks(&[&key])).await;
+    let app = app(discovering(&server).build().expect("config"));
+
+    let answer = call(&app, "/me", Some(&token(&server, &key))).await;
+    assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.error);
+    assert_eq!(answer.json()["iss"], server.issuer());
+    assert_eq!(
+        (server.oidc_hits(), server.oauth_hits(), server.jwks_hits()),
+        (1, 0, 1)
+    );
+
+    // Cached: no more requests to the issuer.
+    for _ in 0..3 {
+        assert_eq!(
+            call(&app, "/me", Some(&token(&server, &key))).await.status,
+            StatusCode::OK
+        );
+    }
+    assert_eq!(server.total_hits(), 2);
+}
+
+#[tokio::test]
+async fn discovery_falls_back_to_rfc8414_metadata() {
+    let key = TestKey::ec_p256();
+    let server = IssuerServer::start_with(Discovery::Rfc8414, jwks(&[&key])).await;
+    let app = app(discovering(&server).build().expect("config"));
+
+    let answer = call(&app, "/me", Some(&token(&server, &key))).await;
+    assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.error);
+    assert_eq!(
+        (server.oidc_hits(), server.oauth_hits(), server.jwks_hits()),
+        (1, 1, 1),
+        "OIDC first (404), then RFC 8414"
+    );
+}
+
+#[tokio::test]
+async fn a_discovery_document_for_another_issuer_yields_no_keys() {
+    let key = TestKey::rsa_a();
+    let server = IssuerServer::start(jwks(&[&key])).await;
+    // The trailing-slash variant of our own issuer: close, but not equal.
+    let other = format!("{}/", server.issuer());
+    server.set_discovered_issuer(Some(&other));
+
+    let jwt = discovering(&server).build().expect("config");
+    let error = jwt.refresh().await.expect_err("no keys");
+    assert_eq!(error.kind(), ErrorKind::Unavailable);
+
+    let app = app(discovering(&server).build().expect("config"));
+    let answer = call(&app, "/me", Some(&token(&server, &key))).await;
+    assert_unavailable(&answer, 30);
+    assert_eq!(
+        server.jwks_hits(),
+        0,
+        "keys of an issuer that is not ours are never fetched"
+    );
+    assert!(server.discovery_hits() >= 1);
+}
+
+#[tokio::test]
+async fn a_rotated_key_is_accepted_after_one_refetch() {
+    let old = TestKey::rsa_a().with_kid("2024");
+    let new = TestKey::rsa_b().with_kid("2025");
+    let server = IssuerServer::start(jwks(&[&old])).await;
+    let cooldown = Duration::from_millis(200);
+    let jwt = with_jwks_uri(&server)
+        .jwks_refresh_cooldown(cooldown)
+        .build()
+        .expect("config");
+    jwt.refresh().await.expect("warm-up");
+    let app = app(jwt);
+
+    assert_eq!(
+        call(&app, "/me", Some(&token(&server, &old))).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(server.jwks_hits(), 1);
+
+    tokio::time::sleep(cooldown + Duration::from_millis(100)).await;
+    server.set_jwks(jwks(&[&new]));
+    let answer = call(&app, "/me", Some(&token(&server, &new))).await;
+    assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.error);
+    assert_eq!(server.jwks_hits(), 2, "exactly one refetch");
+
+    // The retired key is gone with the old set.
+    let answer = call(&app, "/me", Some(&token(&server, &old))).await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(answer.error_code(), Some("invalid_token"));
+    assert_eq!(server.jwks_hits(), 2);
+}
+
+async fn concurrent_requests(app: &axum::Router, token: &str, n: usize) -> Vec<StatusCode> {
+    let mut tasks = Vec::with_capacity(n);
+    for _ in 0..n {
+        let app = app.clone();
+        let token = token.to_owned();
+        tasks.push(tokio::spawn(async move {
+            call(&app, "/me", Some(&token)).await.status
+        }));
+    }
+    let mut statuses = Vec::with_capacity(n);
+    for task in tasks {
+        statuses.push(task.await.expect("request task"));
+    }
+    statuses
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_requests_with_a_new_kid_share_one_fetch() {
+    let old = TestKey::rsa_a().with_kid("old");
+    let new = TestKey::ec_p256().with_kid("new");
+    let server = IssuerServer::start(jwks(&[&old])).await;
+    // No cooldown at all: only the sharing of the in-flight fetch can keep the count at one.
+    let jwt = with_jwks_uri(&server)
+        .jwks_refresh_cooldown(Duration::ZERO)
+        .build()
+        .expect("config");
+    jwt.refresh().await.expect("warm-up");
+    let app = app(jwt);
+    assert_eq!(server.jwks_hits(), 1);
+
+    server.set_jwks(jwks(&[&old, &new]));
+    // Slow enough that every request arrives while the fetch is in flight.
+    server.set_mode(JwksMode::Delay(Duration::from_millis(300)));
+    let statuses = concurrent_requests(&app, &token(&server, &new), 50).await;
+
+    assert!(
+        statuses.iter().all(|s| *s == StatusCode::OK),
+        "{statuses:?}"
+    );
+    assert_eq!(server.jwks_hits(), 2, "50 requests, one fetch");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_first_requests_share_one_discovery_and_one_fetch() {
+    let key = TestKey::ed25519();
+    let server = IssuerServer::start(jwks(&[&key])).await;
+    server.set_mode(JwksMode::Delay(Duration::from_millis(200)));
+    let app = app(discovering(&server)
+        .jwks_refresh_cooldown(Duration::ZERO)
+        .build()
+        .expect("config"));
+
+    let statuses = concurrent_requests(&app, &token(&server, &key), 50).await;
+
+    assert!(
+        statuses.iter().all(|s| *s == StatusCode::OK),
+        "{statuses:?}"
+    );
+    assert_eq!((server.discovery_hits(), server.jwks_hits()), (1, 1));
+}
+
+#[tokio::test]
+async fn unknown_kids_refetch_at_most_once_per_cooldown() {
+    let known = TestKey::rsa_a();
+    let x = TestKey::rsa_b().with_kid("x");
+    let y = TestKey::ec_p256().with_kid("y");
+    let server = IssuerServer::start(jwks(&[&known])).await;
+    let cooldown = Duration::from_millis(400);
+    let jwt = with_jwks_uri(&server)
+        .jwks_refresh_cooldown(cooldown)
+        .build()
+        .expect("config");
+    jwt.refresh().await.expect("warm-up");
+    let app = app(jwt);
+    let status = |answer: Answer| answer.status;
+
+    // Within the cooldown of the warm-up: no fetch.
+    let answer = call(&app, "/me", Some(&token(&server, &x))).await;
+    assert_eq!(answer.error_code(), Some("invalid_token"));
+    assert_eq!(server.jwks_hits(), 1);
+
+    // After the cooldown: one fetch (x is still unknown).
+    tokio::time::sleep(cooldown + Duration::from_millis(100)).await;
+    assert_eq!(
+        status(call(&app, "/me", Some(&token(&server, &x))).await),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(server.jwks_hits(), 2);
+
+    // A second unknown kid right after: no new fetch, even once the issuer has it.
+    assert_eq!(
+        status(call(&app, "/me", Some(&token(&server, &y))).await),
+        StatusCode::UNAUTHORIZED
+    );
+    server.set_jwks(jwks(&[&known, &y]));
+    assert_eq!(
+        status(call(&app, "/me", Some(&token(&server, &y))).await),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(server.jwks_hits(), 2);
+
+    // Once the cooldown has passed again: fetched, and accepted.
+    tokio::time::sleep(cooldown + Duration::from_millis(100)).await;
+    assert_eq!(
+        status(call(&app, "/me", Some(&token(&server, &y))).await),
+        StatusCode::OK
+    );
+    assert_eq!(server.jwks_hits(), 3);
+    // Known keys never needed a fetch.
+    assert_eq!(
+        status(call(&app, "/me", Some(&token(&server, &known))).await),
+        StatusCode::OK
+    );
+    assert_eq!(server.jwks_hits(), 3);
+}
+
+#[tokio::test]
+async fn a_bad_signature_under_a_known_kid_never_fetches() {
+    let known = TestKey::rsa_a();
+    let server = IssuerServer::start(jwks(&[&known])).await;
+    let cooldown = Duration::from_millis(100);
+    let jwt = with_jwks_uri(&server)
+        .jwks_refresh_cooldown(cooldown)
+        .build()
+        .expect("config");
+    jwt.refresh().await.expect("warm-up");
+    let app = app(jwt);
+    // Past the cooldown: a fetch would be allowed now.
+    tokio::time::sleep(cooldown + Duration::from_millis(100)).await;
+
+    let forged = [
+        // Another RSA key claiming the known kid.
+        TestKey::rsa_b().with_kid(&known.kid),
+        // Another key type (ES256) claiming the known kid.
+        TestKey::ec_p256().with_kid(&known.kid),
+    ];
+    for signer in &forged {
+        let answer = call(&app, "/me", Some(&token(&server, signer))).await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{:?}", signer.alg);
+        assert_eq!(answer.error_code(), Some("invalid_token"));
+    }
+    assert_eq!(server.jwks_hits(), 1, "no fetch for a known kid");
+
+    // Control: an unknown kid at this point does fetch.
+    let unknown = TestKey::rsa_b().with_kid("unknown");
+    call(&app, "/me", Some(&token(&server, &unknown))).await;
+    assert_eq!(server.jwks_hits(), 2);
+}
+
+#[tokio::test]
+async fn stale_keys_serve_during_an_outage_until_max_stale() {
+    let key = TestKey::rsa_a();
+    let server = IssuerServer::start(jwks(&[&key])).await;
+    let ttl = Duration::from_millis(300);
+    let max_stale = Duration::from_millis(700);
+    let cooldown = Duration::from_millis(100);
+    let jwt = with_jwks_uri(&server)
+        .jwks_ttl(ttl)
+        .jwks_max_stale(max_stale)
+        .jwks_refresh_cooldown(cooldown)
+        .build()
+        .expect("config");
+    jwt.refresh().await.expect("warm-up");
+    let loaded = Instant::now();
+    let app = app(jwt);
+    let token = token(&server, &key);
+
+    server.set_mode(JwksMode::Fail);
+    tokio::time::sleep(ttl + Duration::from_millis(100)).await;
+
+    // Past the TTL, the issuer failing: the stale keys still serve, a refresh is tried.
+    let answer = call(&app, "/me", Some(&token)).await;
+    assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.error);
+    eventually("a background refresh was tried", || server.jwks_hits() >= 2).await;
+    let answer = call(&app, "/me", Some(&token)).await;
+    assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.error);
+
+    // Past max_stale: 503.
+    tokio::time::sleep((loaded + ttl + max_stale + Duration::from_millis(150)) - Instant::now())
+        .await;
+    let answer = call(&app, "/me", Some(&token)).await;
+    assert_unavailable(&answer, 1);
+
+    // The issuer is back: after the cooldown, the next request fetches and passes.
+    server.set_mode(JwksMode::Normal);
+    tokio::time::sleep(cooldown + Duration::from_millis(100)).await;
+    let before = server.jwks_hits();
+    let answer = call(&app, "/me", Some(&token)).await;
+    assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.error);
+    assert_eq!(server.jwks_hits(), before + 1);
+}
+
+#[tokio::test]
+async fn stale_keys_answer_at_once_while_the_refresh_runs_in_the_background() {
+    let key = TestKey::rsa_a();
+    let server = IssuerServer::start(jwks(&[&key])).await;
+    let ttl = Duration::from_millis(200);
+    let jwt = with_jwks_uri(&server)
+        .jwks_ttl(ttl)
+        .jwks_refresh_cooldown(Duration::from_millis(50))
+        .build()
+        .expect("config");
+    jwt.refresh().await.expect("warm-up");
+    let app = app(jwt);
+    let token = token(&server, &key);
+
+    let delay = Duration::from_millis(1500);
+    server.set_mode(JwksMode::Delay(delay));
+    tokio::time::sleep(ttl + Duration::from_millis(100)).await;
+
+    let started = Instant::now();
+    let answer = call(&app, "/me", Some(&token)).await;
+    let took = started.elapsed();
+    assert_eq!(answer.status, StatusCode::OK);
+    assert!(
+        took < delay / 2,
+        "the request waited for the refresh: {took:?}"
+    );
+    eventually("the background refresh reached the issuer", || {
+        server.jwks_hits() == 2
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn no_keys_and_the_issuer_down_is_503_without_hammering_it() {
+    let key = TestKey::rsa_a();
+    let server = IssuerServer::start(jwks(&[&key])).await;
+    server.set_mode(JwksMode::Fail);
+    let app = app(with_jwks_uri(&server)
+        .jwks_refresh_cooldown(Duration::from_secs(5))
+        .build()
+        .expect("config"));
+    let token = token(&server, &key);
+
+    let answer = call(&app, "/me", Some(&token)).await;
+    assert_unavailable(&answer, 5);
+    assert_eq!(server.jwks_hits(), 1);
+
+    // Within the cooldown: answered at once, the issuer is left alone.
+    for _ in 0..3 {
+        let answer = call(&app, "/me", Some(&token)).await;
+        assert_unavailable(&answer, 5);
+    }
+    assert_eq!(server.jwks_hits(), 1);
+
+    // The issuer is back, but the cooldown still holds.
+    server.set_mode(JwksMode::Normal);
+    assert_unavailable(&call(&app, "/me", Some(&token)).await, 5);
+    assert_eq!(server.jwks_hits(), 1);
+}
+
+#[tokio::test]
+async fn an_issuer_nobody_listens_on_is_503() {
+    let key = TestKey::rsa_a();
+    let issuer = closed_port_url("").await;
+    let app = app(Jwt::builder()
+        .issuer(issuer.clone())
+        .audience(AUDIENCE)
+        .http_timeout(Duration::from_secs(2))
+        .build()
+        .expect("config"));
+    let started = Instant::now();
+    let answer = call(
+        &app,
+        "/me",
+        Some(&mint(&key, default_claims(&issuer, AUDIENCE))),
+    )
+    .await;
+    assert_unavailable(&answer, 30);
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[tokio::test]
+async fn a_stalled_issuer_times_out_into_503() {
+    let key = TestKey::rsa_a();
+    let server = IssuerServer::start(jwks(&[&key])).await;
+    server.set_mode(JwksMode::Delay(Duration::from_secs(30)));
+    let timeout = Duration::from_millis(300);
+    let app = app(with_jwks_uri(&server)
+        .http_timeout(timeout)
+        .build()
+        .expect("config"));
+
+    let started = Instant::now();
+    let answer = call(&app, "/me", Some(&token(&server, &key))).await;
+    let took = started.elapsed();
+    assert_unavailable(&answer, 30);
+    assert!(took >= timeout, "answered before the timeout: {took:?}");
+    assert!(took < Duration::from_millis(1500), "took {took:?}");
+    assert_eq!(server.jwks_hits(), 1);
+}
+
+#[tokio::test]
+async fn an_oversized_key_set_is_refused() {
+    let key = TestKey::rsa_a();
+    for mode in [
+        JwksMode::Oversized(8 * 1024),
+        JwksMode::OversizedChunked(8 * 1024),
+    ] {
+        let server = IssuerServer::start(jwks(&[&key])).await;
+        server.set_mode(mode.clone());
+        let token = token(&server, &key);
+
+        let small = app(with_jwks_uri(&server)
+            .max_response_bytes(4 * 1024)
+            .build()
+            .expect("config"));
+        let answer = call(&small, "/me", Some(&token)).await;
+        assert_unavailable(&answer, 30);
+
+        // Control: the same document under a larger cap is accepted.
+        let large = app(with_jwks_uri(&server)
+            .max_response_bytes(16 * 1024)
+            .build()
+            .expect("config"));
+        let answer = call(&large, "/me", Some(&token)).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::OK,
+            "{mode:?}: {:?}",
+            answer.error
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_redirect_from_the_jwks_endpoint_is_not_followed() {
+    let attacker_key = TestKey::rsa_b().with_kid("attacker");
+    let attacker = IssuerServer::start(jwks(&[&attacker_key])).await;
+    let server = IssuerServer::start(jwks(&[&TestKey::rsa_a()])).await;
+    server.set_mode(JwksMode::Redirect(attacker.jwks_uri()));
+    let app = app(with_jwks_uri(&server).build().expect("config"));
+
+    let answer = call(&app, "/me", Some(&token(&server, &attacker_key))).await;
+    assert_unavailable(&answer, 30);
+    assert_eq!(server.jwks_hits(), 1);
+    assert_eq!(attacker.total_hits(), 0, "the redirect was followed");
+}
+
+#[tokio::test]
+async fn an_empty_or_invalid_key_set_counts_as_a_failure() {
+    let key = TestKey::rsa_a();
+    let server = IssuerServer::start(jwks(&[&key])).await;
+    let token = token(&server, &key);
+    for body in [
+        r#"{"keys":[]}"#,
+        r#"{"keys":[{"kty":"oct","k":"c2VjcmV0"}]}"#,
+        "<html>",
+        "",
+    ] {
+        server.set_jwks(body.to_owned());
+        let app = app(with_jwks_uri(&server).build().expect("config"));
+        let answer = call(&app, "/me", Some(&token)).await;
+        assert_unavailable(&answer, 30);
+    }
+}
+
+#[tokio::test]
+async fn cache_control_max_age_replaces_the_ttl() {
+    let key = TestKey::rsa_a();
+    let ttl = Duration::from_millis(200);
+    // (Cache-Control, refetch after the configured TTL?)
+    let table = [
+        (None, true),
+        (Some("public, max-age=3600"), false),
+        // Below the 60 s floor: clamped up, so still no refetch.
+        (Some("max-age=1"), false),
+    ];
+    for (cache_control, refetch) in table {
+        let server = IssuerServer::start(jwks(&[&key])).await;
+        server.set_cache_control(cache_control);
+        let jwt = with_jwks_uri(&server)
+            .jwks_ttl(ttl)
+            .jwks_refresh_cooldown(Duration::ZERO)
+            .build()
+            .expect("config");
+        jwt.refresh().await.expect("warm-up");
+        let app = app(jwt);
+        tokio::time::sleep(ttl + Duration::from_millis(100)).await;
+
+        let answer = call(&app, "/me", Some(&token(&server, &key))).await;
+        assert_eq!(answer.status, StatusCode::OK);
+        if refetch {
+            eventually("the keys were refetched after the TTL", || {
+                server.jwks_hits() == 2
+            })
+            .await;
+        } else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            assert_eq!(server.jwks_hits(), 1, "{cache_control:?}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn refresh_warms_the_cache_so_the_first_request_needs_no_fetch() {
+    let key = TestKey::ec_p384();
+    let server = IssuerServer::start(jwks(&[&key])).await;
+    let jwt = discovering(&server).build().expect("config");
+
+    jwt.refresh().await.expect("warm-up");
+    assert_eq!((server.discovery_hits(), server.jwks_hits()), (1, 1));
+
+    let app = app(jwt);
+    let started = Instant::now();
+    let answer = call(&app, "/me", Some(&token(&server, &key))).await;
+    assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.error);
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert_eq!(server.total_hits(), 2, "the first request fetched nothing");
+
+    // A warm-up against a failing issuer reports it.
+    let down = IssuerServer::start(jwks(&[&key])).await;
+    down.set_mode(JwksMode::Fail);
+    let error = with_jwks_uri(&down)
+        .build()
+        .expect("config")
+        .refresh()
+        .await
+        .expect_err("the issuer is failing");
+    assert_eq!(error.kind(), ErrorKind::Unavailable);
+    assert!(error.retry_after().is_some());
+}
+
+#[tokio::test]
+async fn a_client_honouring_retry_after_is_not_turned_away_by_the_cooldown() {
+    let key = TestKey::rsa_a();
+    let server = IssuerServer::start(jwks(&[&key])).await;
+    server.set_mode(JwksMode::Fail);
+    let cooldown = Duration::from_secs(2);
+    let app = app(with_jwks_uri(&server)
+        .jwks_refresh_cooldown(cooldown)
+        .build()
+        .expect("config"));
+    let token = token(&server, &key);
+
+    let answer = call(&app, "/me", Some(&token)).await;
+    assert_unavailable(&answer, 2);
+    let after = answer.retry_after().expect("Retry-After");
+    let exact = answer
+        .error
+        .as_ref()
+        .and_then(|e| e.retry_after())
+        .expect("retry_after");
+
+    // The issuer recovers; the client waits exactly as long as it was told to.
+    server.set_mode(JwksMode::Normal);
+    tokio::time::sleep(Duration::from_secs(after)).await;
+    let answer = call(&app, "/me", Some(&token)).await;
+    assert_eq!(
+        answer.status,
+        StatusCode::OK,
+        "told to retry after {after} s (the cooldown had {exact:?} left), but turned away again"
+    );
+}
+
+#[tokio::test]
+async fn warming_up_a_static_issuer_logs_no_failure() {
+    let logs = common::logs();
+    let key = TestKey::rsa_a();
+    let issuer = "https://static-warm-up.example.com";
+    let jwt = Jwt::builder()
+        .issuer_with_jwks(issuer, jwks(&[&key]))
+        .audience(AUDIENCE)
+        .build()
+        .expect("config");
+
+    jwt.refresh().await.expect("static keys are always there");
+    // Leave any task the warm-up spawned time to finish.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let text = logs.text();
+    assert!(
+        !text.contains(issuer),
+        "a warm-up of fixed keys logged something for the on-call engineer:\n{text}"
+    );
+
+    // Control: a failing issuer's warm-up is logged, with the issuer.
+    let server = IssuerServer::start(jwks(&[&key])).await;
+    server.set_mode(JwksMode::Fail);
+    let jwt = with_jwks_uri(&server).build().expect("config");
+    jwt.refresh().await.expect_err("the issuer is failing");
+    let text = logs.text();
+    assert!(
+        text.lines()
+            .any(|l| l.contains("WARN") && l.contains(server.issuer())),
+        "no warning naming {} in:\n{text}",
+        server.issuer()
+    );
+}
+
+#[tokio::test]
+async fn a_fetch_completes_even_when_every_waiter_gives_up() {
+    let key = TestKey::rsa_a();
+    let server = IssuerServer::start(jwks(&[&key])).await;
+    server.set_mode(JwksMode::Delay(Duration::from_millis(300)));
+    // No cooldown: if the abandoned fetch did not install the keys, the next request would
+    // fetch again.
+    let app = app(with_jwks_uri(&server)
+        .jwks_refresh_cooldown(Duration::ZERO)
+        .build()
+        .expect("config"));
+    let token = token(&server, &key);
+
+    let gave_up =
+        tokio::time::timeout(Duration::from_millis(100), call(&app, "/me", Some(&token))).await;
+    assert!(gave_up.is_err(), "the request should still be waiting");
+    eventually("the fetch reached the issuer", || server.jwks_hits() == 1).await;
+
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let answer = call(&app, "/me", Some(&token)).await;
+    assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.error);
+    assert_eq!(
+        server.jwks_hits(),
+        1,
+        "the abandoned fetch installed the keys"
+    );
+}
+
+#[tokio::test]
+async fn each_issuer_has_its_own_keys_and_cache() {
+    let key_a = TestKey::rsa_a().with_kid("shared-kid");
+    let key_b = TestKey::ec_p256().with_kid("shared-kid");
+    let a = IssuerServer::start(jwks(&[&key_a])).await;
+    let b = IssuerServer::start_with(Discovery::Rfc8414, jwks(&[&key_b])).await;
+    let jwt = Jwt::builder()
+        .issuer(a.issuer())
+        .issuer(b.issuer())
+        .audience(AUDIENCE)
+        .jwks_refresh_cooldown(Duration::from_millis(100))
+        .build()
+        .expect("config");
+    let app = app(jwt);
+
+    let answer = call(&app, "/me", Some(&token(&a, &key_a))).await;
+    assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.error);
+    assert_eq!(answer.json()["iss"], a.issuer());
+    assert_eq!((a.jwks_hits(), b.total_hits()), (1, 0), "only A was asked");
+
+    let answer = call(&app, "/me", Some(&token(&b, &key_b))).await;
+    assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.error);
+    assert_eq!(answer.json()["iss"], b.issuer());
+    assert_eq!((a.jwks_hits(), b.jwks_hits()), (1, 1));
+
+    // Issuer A's claim with issuer B's key (same kid): rejected, and no fetch anywhere.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let answer = call(&app, "/me", Some(&token(&a, &key_b))).await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    let answer = call(&app, "/me", Some(&token(&b, &key_a))).await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    assert_eq!((a.jwks_hits(), b.jwks_hits()), (1, 1));
+
+    // An unknown kid for B refetches B only.
+    let unknown = TestKey::rsa_b().with_kid("unknown");
+    call(&app, "/me", Some(&token(&b, &unknown))).await;
+    assert_eq!((a.jwks_hits(), b.jwks_hits()), (1, 2));
+}
+
+#[tokio::test]
+async fn an_unknown_kid_during_an_outage_is_unavailable_not_invalid() {
+    let old = TestKey::rsa_a().with_kid("old");
+    let new = TestKey::rsa_b().with_kid("new");
+    let server = IssuerServer::start(jwks(&[&old])).await;
+    let cooldown = Duration::from_millis(200);
+    let jwt = with_jwks_uri(&server)
+        .jwks_refresh_cooldown(cooldown)
+        .build()
+        .expect("config");
+    jwt.refresh().await.expect("warm-up");
+    let app = app(jwt);
+    tokio::time::sleep(cooldown + Duration::from_millis(100)).await;
+
+    // The issuer rotated to a key we cannot fetch: the token may well be good.
+    server.set_mode(JwksMode::Fail);
+    let answer = call(&app, "/me", Some(&token(&server, &new))).await;
+    assert_unavailable(&answer, 1);
+    assert_eq!(server.jwks_hits(), 2, "one refetch was tried");
+
+    // Known keys keep working meanwhile, and a known kid never turns into a 503.
+    let answer = call(&app, "/me", Some(&token(&server, &old))).await;
+    assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.error);
+
+    // Once the issuer is back, the new key is fetched and accepted.
+    server.set_mode(JwksMode::Normal);
+    server.set_jwks(jwks(&[&old, &new]));
+    tokio::time::sleep(cooldown + Duration::from_millis(100)).await;
+    let answer = call(&app, "/me", Some(&token(&server, &new))).await;
+    assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.error);
+}
