@@ -135,6 +135,16 @@ impl<A, R> BearerAuthLayer<A, R> {
     }
 }
 
+#[cfg(feature = "tonic")]
+impl<A, R> BearerAuthLayer<A, R> {
+    /// Answers rejections as gRPC statuses (`UNAUTHENTICATED`, `PERMISSION_DENIED`,
+    /// `UNAVAILABLE`) with [`GrpcRejection`](crate::grpc::GrpcRejection), for a layer in
+    /// front of tonic services. Default: [`HttpRejection`] (RFC 6750).
+    pub fn grpc(self) -> BearerAuthLayer<A, crate::grpc::GrpcRejection> {
+        self.on_rejection(crate::grpc::GrpcRejection::new())
+    }
+}
+
 impl<S, A: Clone, R: Clone> Layer<S> for BearerAuthLayer<A, R> {
     type Service = BearerAuth<S, A, R>;
 

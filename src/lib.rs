@@ -97,6 +97,8 @@ pub mod scope;
 
 #[cfg(feature = "axum")]
 pub mod extract;
+#[cfg(feature = "tonic")]
+pub mod grpc;
 #[cfg(feature = "introspection")]
 pub mod introspect;
 

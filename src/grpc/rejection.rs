@@ -1,0 +1,164 @@
+use http::Response;
+use tonic::{Code, Status, metadata::MetadataValue};
+
+use crate::{
+    error::{AuthError, ErrorKind},
+    rejection::OnRejection,
+};
+
+/// gRPC rejections: a trailers-only response (HTTP `200`, `content-type: application/grpc`)
+/// whose `grpc-status` follows the error's kind and whose `grpc-message` is its fixed,
+/// secret-free [`description`](AuthError::description), percent-encoded.
+///
+/// | [`ErrorKind`] | `grpc-status` |
+/// |---|---|
+/// | `MissingToken`, `InvalidRequest`, `InvalidToken` | `16` `UNAUTHENTICATED` |
+/// | `InsufficientScope` | `7` `PERMISSION_DENIED` |
+/// | `Unavailable` | `14` `UNAVAILABLE`, with `grpc-retry-pushback-ms` |
+///
+/// `UNAVAILABLE` carries the error's [`retry_after`](AuthError::retry_after) as
+/// `grpc-retry-pushback-ms`, which gRPC clients with a retry policy honour (gRFC A6).
+///
+/// Chosen with [`BearerAuthLayer::grpc`](crate::BearerAuthLayer::grpc).
+#[derive(Clone, Debug, Default)]
+pub struct GrpcRejection {
+    _private: (),
+}
+
+impl GrpcRejection {
+    /// gRPC rejections.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The status answering `error`.
+    pub fn status(&self, error: &AuthError) -> Status {
+        let code = match error.kind() {
+            ErrorKind::MissingToken | ErrorKind::InvalidRequest | ErrorKind::InvalidToken => {
+                Code::Unauthenticated
+            }
+            ErrorKind::InsufficientScope => Code::PermissionDenied,
+            ErrorKind::Unavailable => Code::Unavailable,
+        };
+        let mut status = Status::new(code, error.description());
+        if let Some(after) = error.retry_after() {
+            let millis = u64::try_from(after.as_millis()).unwrap_or(u64::MAX);
+            status
+                .metadata_mut()
+                .insert("grpc-retry-pushback-ms", MetadataValue::from(millis));
+        }
+        status
+    }
+}
+
+impl<B: Default> OnRejection<B> for GrpcRejection {
+    fn on_rejection(&mut self, error: &AuthError) -> Response<B> {
+        self.status(error).into_http()
+    }
+}
+
+/// The status [`GrpcRejection`] answers with, so that a handler can return an
+/// [`AuthError`] with `?`, e.g. from [`ScopePolicy::check`](crate::ScopePolicy::check).
+impl From<AuthError> for Status {
+    fn from(error: AuthError) -> Self {
+        GrpcRejection::new().status(&error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn error_to_status_table() {
+        let table: Vec<(AuthError, &str, &str, Option<&str>)> = vec![
+            (
+                AuthError::missing_token(),
+                "16",
+                "no bearer token in the request",
+                None,
+            ),
+            (
+                AuthError::invalid_request("two tokens"),
+                "16",
+                "two tokens",
+                None,
+            ),
+            (
+                AuthError::invalid_token("the token has expired"),
+                "16",
+                "the token has expired",
+                None,
+            ),
+            (
+                AuthError::insufficient_scope("read write".into()),
+                "7",
+                "the token lacks a scope this resource requires",
+                None,
+            ),
+            (
+                AuthError::unavailable(
+                    "the issuer's keys cannot be fetched",
+                    Duration::from_secs(30),
+                ),
+                "14",
+                "the issuer's keys cannot be fetched",
+                Some("30000"),
+            ),
+        ];
+        for (error, code, message, pushback) in table {
+            let response: Response<()> = GrpcRejection::new().on_rejection(&error);
+            let header = |name: &str| {
+                response
+                    .headers()
+                    .get(name)
+                    .map(|v| v.to_str().expect("ascii").to_owned())
+            };
+            assert_eq!(response.status(), 200, "{error:?}");
+            assert_eq!(header("content-type").as_deref(), Some("application/grpc"));
+            assert_eq!(header("grpc-status").as_deref(), Some(code), "{error:?}");
+            let encoded = header("grpc-message").expect("a grpc-message");
+            let decoded = percent_decode(&encoded);
+            assert_eq!(decoded, message, "{error:?}");
+            assert_eq!(header("grpc-retry-pushback-ms").as_deref(), pushback);
+            assert_eq!(header("www-authenticate"), None);
+        }
+    }
+
+    #[test]
+    fn grpc_message_is_percent_encoded() {
+        let error = AuthError::new(ErrorKind::InvalidToken, "50% off\r\nnot ascii: é");
+        let response: Response<()> = GrpcRejection::new().on_rejection(&error);
+        let raw = response.headers()["grpc-message"].to_str().expect("ascii");
+        assert_eq!(raw, "50%25%20off%0D%0Anot%20ascii:%20%C3%A9");
+        assert_eq!(percent_decode(raw), "50% off\r\nnot ascii: é");
+    }
+
+    #[test]
+    fn auth_errors_convert_to_statuses() {
+        let status = Status::from(AuthError::insufficient_scope("admin".into()));
+        assert_eq!(status.code(), Code::PermissionDenied);
+        assert_eq!(
+            status.message(),
+            "the token lacks a scope this resource requires"
+        );
+    }
+
+    fn percent_decode(s: &str) -> String {
+        let bytes = s.as_bytes();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < bytes.len() {
+            if bytes[i] == b'%' {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).expect("hex");
+                out.push(u8::from_str_radix(hex, 16).expect("hex"));
+                i += 3;
+            } else {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+        String::from_utf8(out).expect("utf-8")
+    }
+}
