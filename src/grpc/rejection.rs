@@ -19,7 +19,8 @@ use crate::{
 /// `UNAVAILABLE` carries the error's [`retry_after`](AuthError::retry_after) as
 /// `grpc-retry-pushback-ms`, which gRPC clients with a retry policy honour (gRFC A6).
 ///
-/// Chosen with [`BearerAuthLayer::grpc`](crate::BearerAuthLayer::grpc).
+/// Chosen with [`BearerAuthLayer::grpc`](crate::BearerAuthLayer::grpc); the default of
+/// [`MethodScopesLayer`](super::MethodScopesLayer).
 #[derive(Clone, Debug, Default)]
 pub struct GrpcRejection {
     _private: (),

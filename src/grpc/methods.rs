@@ -1,0 +1,330 @@
+use std::{
+    collections::HashMap,
+    sync::Arc,
+    task::{Context, Poll},
+};
+
+use http::{Request, Response};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use super::GrpcRejection;
+use crate::{
+    error::{AuthError, ErrorKind},
+    future::ResponseFuture,
+    principal::Scopes,
+    rejection::OnRejection,
+    scope::ScopePolicy,
+};
+
+/// Requires scopes per gRPC method or per service; place it inside a
+/// [`BearerAuthLayer`](crate::BearerAuthLayer).
+///
+/// The request's path (`/package.Service/Method`) picks the policy: an exact
+/// [`method`](Self::method) entry first, then the [`service`](Self::service) entry of its
+/// service. The check happens once, when the call starts, so it guards unary and streaming
+/// methods alike.
+///
+/// **Unmapped methods are denied** (`PERMISSION_DENIED`) by default, so a method added to the
+/// `.proto` later is closed until someone decides who may call it;
+/// [`allow_unmapped`](Self::allow_unmapped) opens them to any authenticated caller instead.
+/// A request without validated scopes in its extensions (no auth layer in front, or an
+/// anonymous request under optional authentication) is answered `UNAUTHENTICATED`.
+///
+/// Rejections are [`GrpcRejection`]s unless [`on_rejection`](Self::on_rejection) says
+/// otherwise. See the [module documentation](super) for an example.
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct MethodScopesLayer<R = GrpcRejection> {
+    map: Arc<MethodMap>,
+    rejection: R,
+}
+
+#[derive(Clone, Debug, Default)]
+struct MethodMap {
+    /// Keyed by the full path, `/package.Service/Method`.
+    methods: HashMap<Box<str>, ScopePolicy>,
+    /// Keyed by the service name, `package.Service`.
+    services: HashMap<Box<str>, ScopePolicy>,
+    allow_unmapped: bool,
+}
+
+impl MethodMap {
+    /// The policy for `path`, if it is mapped.
+    fn policy(&self, path: &str) -> Option<&ScopePolicy> {
+        self.methods.get(path).or_else(|| {
+            let (service, method) = path.strip_prefix('/')?.split_once('/')?;
+            if method.is_empty() || method.contains('/') {
+                return None;
+            }
+            self.services.get(service)
+        })
+    }
+
+    fn check(&self, path: &str, granted: Option<&Scopes>) -> Result<(), AuthError> {
+        let Some(granted) = granted else {
+            return Err(AuthError::missing_token());
+        };
+        match self.policy(path) {
+            Some(policy) => policy.check(granted),
+            None if self.allow_unmapped => Ok(()),
+            None => Err(AuthError::new(
+                ErrorKind::InsufficientScope,
+                "no scope grants access to this method",
+            )),
+        }
+    }
+}
+
+impl Default for MethodScopesLayer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MethodScopesLayer {
+    /// A layer with no method mapped (so every method is denied until mapped), answering
+    /// with [`GrpcRejection`].
+    pub fn new() -> Self {
+        Self {
+            map: Arc::default(),
+            rejection: GrpcRejection::new(),
+        }
+    }
+}
+
+impl<R> MethodScopesLayer<R> {
+    fn map(&mut self) -> &mut MethodMap {
+        Arc::make_mut(&mut self.map)
+    }
+
+    /// Requires `policy` for the method at `path`, written `/package.Service/Method` as in
+    /// the request's `:path` (case-sensitive). A method entry takes precedence over its
+    /// service's entry; mapping a path twice keeps the last policy. Default: none.
+    ///
+    /// # Panics
+    ///
+    /// When `path` is not of the form `/package.Service/Method`: a typo here would otherwise
+    /// leave the method unmapped without a word.
+    pub fn method(mut self, path: impl Into<String>, policy: ScopePolicy) -> Self {
+        let path = path.into();
+        let well_formed = path
+            .strip_prefix('/')
+            .and_then(|rest| rest.split_once('/'))
+            .is_some_and(|(service, method)| {
+                !service.is_empty() && !method.is_empty() && !method.contains('/')
+            });
+        assert!(
+            well_formed,
+            "gRPC method paths look like `/package.Service/Method`, got {path:?}"
+        );
+        self.map().methods.insert(path.into_boxed_str(), policy);
+        self
+    }
+
+    /// Requires `policy` for every method of the service `name`, its fully qualified name
+    /// `package.Service` (the generated server's `NamedService::NAME`), unless a
+    /// [`method`](Self::method) entry says otherwise. Default: none.
+    ///
+    /// # Panics
+    ///
+    /// When `name` is empty or contains a `/`.
+    pub fn service(mut self, name: impl Into<String>, policy: ScopePolicy) -> Self {
+        let name = name.into();
+        assert!(
+            !name.is_empty() && !name.contains('/'),
+            "gRPC service names look like `package.Service`, got {name:?}"
+        );
+        self.map().services.insert(name.into_boxed_str(), policy);
+        self
+    }
+
+    /// When `true`, a method with neither a method nor a service entry is open to any
+    /// authenticated caller, whatever its scopes. Default: `false`, such a method is denied
+    /// with `PERMISSION_DENIED`.
+    pub fn allow_unmapped(mut self, allow: bool) -> Self {
+        self.map().allow_unmapped = allow;
+        self
+    }
+
+    /// Answers rejections with `rejection`: an [`OnRejection`], such as a closure
+    /// `FnMut(&AuthError) -> Response<B> + Clone`. Default: [`GrpcRejection`].
+    pub fn on_rejection<R2>(self, rejection: R2) -> MethodScopesLayer<R2> {
+        MethodScopesLayer {
+            map: self.map,
+            rejection,
+        }
+    }
+}
+
+impl<S, R: Clone> Layer<S> for MethodScopesLayer<R> {
+    type Service = MethodScopes<S, R>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        MethodScopes {
+            inner,
+            map: Arc::clone(&self.map),
+            rejection: self.rejection.clone(),
+        }
+    }
+}
+
+/// The service of [`MethodScopesLayer`].
+#[derive(Clone, Debug)]
+pub struct MethodScopes<S, R = GrpcRejection> {
+    inner: S,
+    map: Arc<MethodMap>,
+    rejection: R,
+}
+
+impl<S, R> MethodScopes<S, R> {
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+}
+
+impl<S, R, ReqB, ResB> Service<Request<ReqB>> for MethodScopes<S, R>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>>,
+    R: OnRejection<ResB>,
+{
+    type Response = Response<ResB>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, ReqB, R>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqB>) -> Self::Future {
+        match self
+            .map
+            .check(req.uri().path(), req.extensions().get::<Scopes>())
+        {
+            Ok(()) => ResponseFuture::called(self.inner.call(req)),
+            Err(error) => ResponseFuture::rejected(&mut self.rejection, error),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GET: &str = "/inventory.v1.Inventory/GetItem";
+    const RESTOCK: &str = "/inventory.v1.Inventory/Restock";
+    const AUDIT: &str = "/inventory.v1.Audit/List";
+    const HEALTH: &str = "/grpc.health.v1.Health/Check";
+
+    fn layer() -> MethodScopesLayer {
+        MethodScopesLayer::new()
+            .method(GET, ScopePolicy::all(["read"]))
+            .method(RESTOCK, ScopePolicy::any(["write", "admin"]))
+            .service("inventory.v1.Audit", ScopePolicy::all(["audit"]))
+            .method("/inventory.v1.Audit/Export", ScopePolicy::all(["admin"]))
+    }
+
+    fn kind(map: &MethodMap, path: &str, granted: Option<&str>) -> Option<ErrorKind> {
+        let granted = granted.map(Scopes::from_space_delimited);
+        map.check(path, granted.as_ref()).err().map(|e| e.kind())
+    }
+
+    #[test]
+    fn method_map_table() {
+        use ErrorKind::{InsufficientScope as Denied, MissingToken as Anonymous};
+        let layer = layer();
+        let table: [(&str, Option<&str>, Option<ErrorKind>); 14] = [
+            (GET, Some("read"), None),
+            (GET, Some("write"), Some(Denied)),
+            (GET, Some(""), Some(Denied)),
+            (GET, None, Some(Anonymous)),
+            (RESTOCK, Some("admin"), None),
+            (RESTOCK, Some("read"), Some(Denied)),
+            (AUDIT, Some("audit"), None),
+            (AUDIT, Some("read"), Some(Denied)),
+            ("/inventory.v1.Audit/Export", Some("audit"), Some(Denied)),
+            ("/inventory.v1.Audit/Export", Some("admin"), None),
+            (HEALTH, Some("read write audit admin"), Some(Denied)),
+            (
+                "/inventory.v1.Inventory/getitem",
+                Some("read"),
+                Some(Denied),
+            ),
+            (
+                "/inventory.v1.Inventory/GetItem/x",
+                Some("read"),
+                Some(Denied),
+            ),
+            ("/inventory.v1.Audit/List/x", Some("audit"), Some(Denied)),
+        ];
+        for (path, granted, expected) in table {
+            assert_eq!(
+                kind(&layer.map, path, granted),
+                expected,
+                "{path} {granted:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn unmapped_methods_can_be_opened_to_any_authenticated_caller() {
+        let layer = layer().allow_unmapped(true);
+        assert_eq!(kind(&layer.map, HEALTH, Some("")), None);
+        assert_eq!(
+            kind(&layer.map, HEALTH, None),
+            Some(ErrorKind::MissingToken)
+        );
+        // Mapped methods keep their policy.
+        assert_eq!(
+            kind(&layer.map, GET, Some("")),
+            Some(ErrorKind::InsufficientScope)
+        );
+    }
+
+    #[test]
+    fn denial_names_the_required_scopes() {
+        let err = layer()
+            .map
+            .check(RESTOCK, Some(&Scopes::from_space_delimited("read")))
+            .expect_err("write or admin needed");
+        assert_eq!(err.required_scope(), Some("write admin"));
+        let err = layer()
+            .map
+            .check(HEALTH, Some(&Scopes::default()))
+            .expect_err("unmapped");
+        assert_eq!(err.required_scope(), None);
+    }
+
+    #[test]
+    #[should_panic(expected = "/package.Service/Method")]
+    fn malformed_method_paths_panic() {
+        let _ = MethodScopesLayer::new()
+            .method("inventory.v1.Inventory/GetItem", ScopePolicy::all(["read"]));
+    }
+
+    #[test]
+    fn malformed_paths_are_refused() {
+        for path in [
+            "",
+            "/",
+            "//",
+            "/svc",
+            "/svc/",
+            "//method",
+            "/a/b/c",
+            "svc/method",
+        ] {
+            let result = std::panic::catch_unwind(|| {
+                MethodScopesLayer::new().method(path, ScopePolicy::all(["read"]))
+            });
+            assert!(result.is_err(), "{path:?} accepted");
+        }
+        for name in ["", "/inventory.v1.Inventory", "a/b"] {
+            let result = std::panic::catch_unwind(|| {
+                MethodScopesLayer::new().service(name, ScopePolicy::all(["read"]))
+            });
+            assert!(result.is_err(), "{name:?} accepted");
+        }
+    }
+}
