@@ -1,0 +1,481 @@
+//! portcullis in front of a real tonic server on 127.0.0.1, called by a real tonic client.
+//!
+//! Tokens are signed with the committed test key `tests/keys/rsa-a.pem`; the server trusts
+//! its public half through a static JWK Set, so only the "issuer down" case needs a network
+//! (a closed port on loopback).
+
+use std::{
+    net::SocketAddr,
+    pin::Pin,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use futures_util::{Stream, stream};
+use jsonwebtoken::{Algorithm, EncodingKey, Header, jwk::Jwk};
+use portcullis::{
+    BearerAuthLayer, Jwt, Principal, ScopePolicy,
+    grpc::{self, GrpcRejection, MethodScopesLayer},
+};
+use serde_json::json;
+use tonic::{
+    Code, Request, Response, Status,
+    transport::{Channel, Server, server::TcpIncoming},
+};
+use tower_layer::Layer;
+
+#[allow(clippy::all, missing_docs, unreachable_pub)]
+mod proto {
+    include!("../examples/proto/inventory.v1.rs");
+}
+
+use proto::{
+    GetItemRequest, Item, RestockProgress, RestockRequest,
+    inventory_client::InventoryClient,
+    inventory_server::{Inventory, InventoryServer},
+};
+
+const ISSUER: &str = "https://issuer.portcullis.test";
+const AUDIENCE: &str = "https://inventory.portcullis.test";
+const KID: &str = "rsa-a";
+const GET_ITEM: &str = "/inventory.v1.Inventory/GetItem";
+const RESTOCK: &str = "/inventory.v1.Inventory/Restock";
+
+// ---------------------------------------------------------------------------------------
+// Tokens
+
+fn install_crypto_provider() {
+    #[cfg(feature = "aws-lc-rs")]
+    let provider = &jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER;
+    #[cfg(all(feature = "rust-crypto", not(feature = "aws-lc-rs")))]
+    let provider = &jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER;
+    let _ = provider.install_default();
+}
+
+fn signing_key() -> EncodingKey {
+    install_crypto_provider();
+    let pem = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/keys/rsa-a.pem"))
+        .expect("tests/keys/rsa-a.pem");
+    EncodingKey::from_rsa_pem(&pem).expect("an RSA private key")
+}
+
+/// The JWK Set with the public half of the signing key.
+fn jwks() -> String {
+    let mut jwk = Jwk::from_encoding_key(&signing_key(), Algorithm::RS256).expect("a JWK");
+    jwk.common.key_id = Some(KID.to_owned());
+    json!({ "keys": [jwk] }).to_string()
+}
+
+fn now() -> i64 {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs();
+    i64::try_from(secs).expect("in range")
+}
+
+/// An access token for `sub` with `scope`, expiring `exp_in` seconds from now.
+fn token_with(sub: &str, scope: &str, exp_in: i64) -> String {
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some(KID.to_owned());
+    header.typ = Some("at+jwt".to_owned());
+    let now = now();
+    let claims = json!({
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "sub": sub,
+        "client_id": "grpc-tests",
+        "scope": scope,
+        "iat": now.min(now + exp_in) - 60,
+        "exp": now + exp_in,
+        "jti": format!("{sub}-{now}-{exp_in}"),
+    });
+    jsonwebtoken::encode(&header, &claims, &signing_key()).expect("a signed token")
+}
+
+fn token(scope: &str) -> String {
+    token_with("alice", scope, 300)
+}
+
+fn jwt() -> Jwt {
+    Jwt::builder()
+        .issuer_with_jwks(ISSUER, jwks())
+        .audience(AUDIENCE)
+        .build()
+        .expect("a valid configuration")
+}
+
+// ---------------------------------------------------------------------------------------
+// The service
+
+/// Echoes the caller's subject, as the handler sees it, in every answer.
+struct Shop;
+
+type RestockStream = Pin<Box<dyn Stream<Item = Result<RestockProgress, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Inventory for Shop {
+    async fn get_item(&self, request: Request<GetItemRequest>) -> Result<Response<Item>, Status> {
+        let principal: Principal = grpc::principal(&request)?;
+        let scopes = grpc::scopes(&request)?;
+        assert_eq!(principal.scopes(), &scopes);
+        Ok(Response::new(Item {
+            id: request.get_ref().id.clone(),
+            name: "apples".to_owned(),
+            quantity: 12,
+            requested_by: principal.subject().unwrap_or_default().to_owned(),
+        }))
+    }
+
+    type RestockStream = RestockStream;
+
+    async fn restock(
+        &self,
+        request: Request<RestockRequest>,
+    ) -> Result<Response<Self::RestockStream>, Status> {
+        let principal: Principal = grpc::principal(&request)?;
+        let requested_by = principal.subject().unwrap_or_default().to_owned();
+        let RestockRequest { id, units } = request.into_inner();
+        let progress = stream::iter((1..=units).map(move |quantity| {
+            Ok(RestockProgress {
+                id: id.clone(),
+                quantity,
+                requested_by: requested_by.clone(),
+            })
+        }));
+        Ok(Response::new(Box::pin(progress)))
+    }
+}
+
+/// The example's policy: `read` for the unary method, `write` for the streaming one.
+fn scopes_layer() -> MethodScopesLayer {
+    MethodScopesLayer::new()
+        .method(GET_ITEM, ScopePolicy::all(["read"]))
+        .method(RESTOCK, ScopePolicy::all(["write"]))
+}
+
+async fn listener() -> (tokio::net::TcpListener, SocketAddr) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a loopback port");
+    let addr = listener.local_addr().expect("a local address");
+    (listener, addr)
+}
+
+/// Serves `Shop` with the two layers around the whole server (`Server::layer`); the task
+/// ends with the test's runtime.
+async fn serve(auth: BearerAuthLayer<Jwt, GrpcRejection>, scopes: MethodScopesLayer) -> SocketAddr {
+    let (listener, addr) = listener().await;
+    tokio::spawn(
+        Server::builder()
+            .layer(auth)
+            .layer(scopes)
+            .add_service(InventoryServer::new(Shop))
+            .serve_with_incoming(TcpIncoming::from(listener)),
+    );
+    addr
+}
+
+/// Serves `Shop` with the layers wrapped around the service itself before `add_service`.
+async fn serve_wrapped(
+    auth: BearerAuthLayer<Jwt, GrpcRejection>,
+    scopes: MethodScopesLayer,
+) -> SocketAddr {
+    let (listener, addr) = listener().await;
+    let service = auth.layer(scopes.layer(InventoryServer::new(Shop)));
+    tokio::spawn(
+        Server::builder()
+            .add_service(service)
+            .serve_with_incoming(TcpIncoming::from(listener)),
+    );
+    addr
+}
+
+async fn client(addr: SocketAddr) -> InventoryClient<Channel> {
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .expect("a URI")
+        .connect_timeout(Duration::from_secs(5))
+        .connect()
+        .await
+        .expect("the server accepts connections");
+    InventoryClient::new(channel)
+}
+
+fn with_token<T>(message: T, token: Option<&str>) -> Request<T> {
+    let mut request = Request::new(message);
+    if let Some(token) = token {
+        let value = format!("Bearer {token}").parse().expect("ASCII");
+        request.metadata_mut().insert("authorization", value);
+    }
+    request
+}
+
+async fn get_item(addr: SocketAddr, token: Option<&str>) -> Result<Item, Status> {
+    let request = with_token(
+        GetItemRequest {
+            id: "apples".to_owned(),
+        },
+        token,
+    );
+    let response = client(addr).await.get_item(request).await?;
+    Ok(response.into_inner())
+}
+
+async fn restock(
+    addr: SocketAddr,
+    token: Option<&str>,
+    units: u32,
+) -> Result<Vec<RestockProgress>, Status> {
+    let request = with_token(
+        RestockRequest {
+            id: "pears".to_owned(),
+            units,
+        },
+        token,
+    );
+    let mut stream = client(addr).await.restock(request).await?.into_inner();
+    let mut messages = Vec::new();
+    while let Some(message) = stream.message().await? {
+        messages.push(message);
+    }
+    Ok(messages)
+}
+
+/// Checks the code and that the message is the fixed description, never the token.
+fn assert_status(
+    result: Result<impl std::fmt::Debug, Status>,
+    code: Code,
+    message: &str,
+    token: Option<&str>,
+) -> Status {
+    let status = result.expect_err("the call should be rejected");
+    assert_eq!(status.code(), code, "{status:?}");
+    assert_eq!(status.message(), message, "{status:?}");
+    if let Some(token) = token {
+        let rendered = format!("{status:?}");
+        for part in token.split('.') {
+            assert!(
+                !rendered.contains(part),
+                "the status leaks the token: {rendered}"
+            );
+        }
+    }
+    status
+}
+
+// ---------------------------------------------------------------------------------------
+// Tests
+
+#[tokio::test]
+async fn a_valid_token_reaches_the_handler_with_its_principal() {
+    let addr = serve(BearerAuthLayer::new(jwt()).grpc(), scopes_layer()).await;
+    let item = get_item(addr, Some(&token("read"))).await.expect("OK");
+    assert_eq!(item.id, "apples");
+    assert_eq!(item.requested_by, "alice");
+}
+
+#[tokio::test]
+async fn a_missing_token_is_unauthenticated() {
+    let addr = serve(BearerAuthLayer::new(jwt()).grpc(), scopes_layer()).await;
+    assert_status(
+        get_item(addr, None).await,
+        Code::Unauthenticated,
+        "no bearer token in the request",
+        None,
+    );
+}
+
+#[tokio::test]
+async fn an_expired_token_is_unauthenticated() {
+    let addr = serve(BearerAuthLayer::new(jwt()).grpc(), scopes_layer()).await;
+    let expired = token_with("alice", "read write", -600);
+    assert_status(
+        get_item(addr, Some(&expired)).await,
+        Code::Unauthenticated,
+        "the token has expired",
+        Some(&expired),
+    );
+}
+
+#[tokio::test]
+async fn malformed_and_foreign_tokens_are_unauthenticated() {
+    let addr = serve(BearerAuthLayer::new(jwt()).grpc(), scopes_layer()).await;
+    for bad in ["not-a-jwt", "a.b.c", &token("read")[..40]] {
+        let status = get_item(addr, Some(bad)).await.expect_err(bad);
+        assert_eq!(status.code(), Code::Unauthenticated, "{bad}: {status:?}");
+        assert!(!status.message().contains(bad), "{status:?}");
+    }
+    // Signed by the right key, but for another audience.
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some(KID.to_owned());
+    let claims = json!({ "iss": ISSUER, "aud": "https://other.test", "sub": "alice", "scope": "read", "exp": now() + 300 });
+    let foreign = jsonwebtoken::encode(&header, &claims, &signing_key()).expect("a token");
+    let status = get_item(addr, Some(&foreign))
+        .await
+        .expect_err("wrong audience");
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+}
+
+#[tokio::test]
+async fn a_missing_scope_is_permission_denied() {
+    let addr = serve(BearerAuthLayer::new(jwt()).grpc(), scopes_layer()).await;
+    let writer = token("write");
+    assert_status(
+        get_item(addr, Some(&writer)).await,
+        Code::PermissionDenied,
+        "the token lacks a scope this resource requires",
+        Some(&writer),
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_jwks_endpoint_is_unavailable() {
+    // A port that was just free: nothing listens there.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("a loopback port")
+        .local_addr()
+        .expect("a local address");
+    let jwt = Jwt::builder()
+        .issuer_with_jwks_uri(ISSUER, format!("http://{closed}/jwks"))
+        .audience(AUDIENCE)
+        .http_timeout(Duration::from_millis(500))
+        .build()
+        .expect("a valid configuration");
+    let addr = serve(BearerAuthLayer::new(jwt).grpc(), scopes_layer()).await;
+    let reader = token("read");
+    let status = assert_status(
+        get_item(addr, Some(&reader)).await,
+        Code::Unavailable,
+        "the issuer's keys cannot be fetched",
+        Some(&reader),
+    );
+    let pushback = status
+        .metadata()
+        .get("grpc-retry-pushback-ms")
+        .expect("a retry pushback")
+        .to_str()
+        .expect("ASCII");
+    assert!(
+        pushback.parse::<u64>().expect("milliseconds") >= 1000,
+        "{pushback}"
+    );
+
+    // A token that cannot be valid whatever the keys is still the client's fault.
+    let status = get_item(addr, None).await.expect_err("no token");
+    assert_eq!(status.code(), Code::Unauthenticated);
+}
+
+#[tokio::test]
+async fn a_streaming_call_is_guarded_the_same_way() {
+    let addr = serve(BearerAuthLayer::new(jwt()).grpc(), scopes_layer()).await;
+
+    let messages = restock(addr, Some(&token("write")), 3).await.expect("OK");
+    assert_eq!(
+        messages.iter().map(|m| m.quantity).collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
+    assert!(
+        messages.iter().all(|m| m.requested_by == "alice"),
+        "{messages:?}"
+    );
+
+    assert_status(
+        restock(addr, None, 3).await,
+        Code::Unauthenticated,
+        "no bearer token in the request",
+        None,
+    );
+    let reader = token("read");
+    assert_status(
+        restock(addr, Some(&reader), 3).await,
+        Code::PermissionDenied,
+        "the token lacks a scope this resource requires",
+        Some(&reader),
+    );
+    let expired = token_with("alice", "write", -600);
+    assert_status(
+        restock(addr, Some(&expired), 3).await,
+        Code::Unauthenticated,
+        "the token has expired",
+        Some(&expired),
+    );
+}
+
+#[tokio::test]
+async fn an_unmapped_method_is_denied() {
+    let only_get = MethodScopesLayer::new().method(GET_ITEM, ScopePolicy::all(["read"]));
+    let addr = serve(BearerAuthLayer::new(jwt()).grpc(), only_get.clone()).await;
+    let everything = token("read write admin");
+    assert_status(
+        restock(addr, Some(&everything), 1).await,
+        Code::PermissionDenied,
+        "no scope grants access to this method",
+        Some(&everything),
+    );
+    get_item(addr, Some(&everything)).await.expect("mapped");
+
+    // Opened on purpose: any authenticated caller, whatever its scopes.
+    let addr = serve(
+        BearerAuthLayer::new(jwt()).grpc(),
+        only_get.allow_unmapped(true),
+    )
+    .await;
+    assert_eq!(
+        restock(addr, Some(&token("")), 1).await.expect("OK").len(),
+        1
+    );
+    assert_status(
+        restock(addr, None, 1).await,
+        Code::Unauthenticated,
+        "no bearer token in the request",
+        None,
+    );
+}
+
+#[tokio::test]
+async fn a_service_entry_covers_its_methods_unless_a_method_entry_overrides_it() {
+    let layer = MethodScopesLayer::new()
+        .service(
+            "inventory.v1.Inventory",
+            ScopePolicy::any(["inventory", "admin"]),
+        )
+        .method(RESTOCK, ScopePolicy::all(["admin"]));
+    let addr = serve(BearerAuthLayer::new(jwt()).grpc(), layer).await;
+    get_item(addr, Some(&token("inventory")))
+        .await
+        .expect("service entry");
+    let status = restock(addr, Some(&token("inventory")), 1)
+        .await
+        .expect_err("method entry");
+    assert_eq!(status.code(), Code::PermissionDenied);
+    restock(addr, Some(&token("admin")), 1)
+        .await
+        .expect("admin");
+}
+
+#[tokio::test]
+async fn layers_can_wrap_a_single_service() {
+    let addr = serve_wrapped(BearerAuthLayer::new(jwt()).grpc(), scopes_layer()).await;
+    let item = get_item(addr, Some(&token("read"))).await.expect("OK");
+    assert_eq!(item.requested_by, "alice");
+    let status = get_item(addr, None).await.expect_err("no token");
+    assert_eq!(status.code(), Code::Unauthenticated);
+    let status = restock(addr, Some(&token("read")), 1)
+        .await
+        .expect_err("no write");
+    assert_eq!(status.code(), Code::PermissionDenied);
+}
+
+#[tokio::test]
+async fn a_layer_wide_scope_requirement_is_permission_denied_too() {
+    let auth = BearerAuthLayer::new(jwt())
+        .require_scopes(ScopePolicy::all(["inventory"]))
+        .grpc();
+    let addr = serve(auth, scopes_layer().allow_unmapped(true)).await;
+    let status = get_item(addr, Some(&token("read")))
+        .await
+        .expect_err("no inventory");
+    assert_eq!(status.code(), Code::PermissionDenied);
+    get_item(addr, Some(&token("inventory read")))
+        .await
+        .expect("OK");
+}
