@@ -15,6 +15,8 @@
 //!   for every request.
 //! - **Rejections**: `401`/`400`/`403` with `WWW-Authenticate`, `503` with `Retry-After`
 //!   when the issuer cannot be reached; [`OnRejection`] to answer differently.
+//! - **gRPC** (feature `tonic`): `BearerAuthLayer::grpc` answers with gRPC statuses, the
+//!   `grpc` module adds per-method scopes and a one-call principal lookup for handlers.
 //!
 //! # Quick start (axum)
 //!
