@@ -9,9 +9,10 @@
 //!
 //! Flags (environment fallbacks in brackets):
 //!
-//! - `--issuer URL` (`PORTCULLIS_ISSUER`): a trusted issuer, found through OpenID Connect
-//!   discovery or RFC 8414; repeat the flag for several. Required.
-//! - `--audience AUD` (`PORTCULLIS_AUDIENCE`): an accepted `aud`; repeatable. Required.
+//! - `--issuer URL` (`PORTCULLIS_ISSUER`, comma-separated): a trusted issuer, found through
+//!   OpenID Connect discovery or RFC 8414; repeat the flag for several. Required.
+//! - `--audience AUD` (`PORTCULLIS_AUDIENCE`, comma-separated): an accepted `aud`;
+//!   repeatable. Required.
 //! - `--addr HOST:PORT` (`PORTCULLIS_ADDR`): where to listen. Default `127.0.0.1:50051`.
 //!
 //! Then, with a token in `$TOKEN` and grpcurl:
@@ -82,11 +83,10 @@ fn parse_args() -> Result<Args, String> {
             Some((flag, value)) => (flag.to_owned(), Some(value.to_owned())),
             None => (arg, None),
         };
-        let mut value = || {
-            inline
-                .clone()
-                .or_else(|| args.next())
-                .ok_or_else(|| format!("{flag} needs a value"))
+        // Both `--flag value` and `--flag=value`.
+        let mut value = || match inline.clone().or_else(|| args.next()) {
+            Some(value) if !value.is_empty() => Ok(value),
+            _ => Err(format!("{flag} needs a non-empty value")),
         };
         match flag.as_str() {
             "--issuer" => issuers.push(value()?),
@@ -99,11 +99,12 @@ fn parse_args() -> Result<Args, String> {
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
+    // The environment stands in for a flag that is absent; it takes a comma-separated list.
     if issuers.is_empty() {
-        issuers.extend(env::var("PORTCULLIS_ISSUER").ok());
+        issuers = env_list("PORTCULLIS_ISSUER");
     }
     if audiences.is_empty() {
-        audiences.extend(env::var("PORTCULLIS_AUDIENCE").ok());
+        audiences = env_list("PORTCULLIS_AUDIENCE");
     }
     let addr = addr
         .or_else(|| env::var("PORTCULLIS_ADDR").ok())
@@ -122,6 +123,16 @@ fn parse_args() -> Result<Args, String> {
         audiences,
         addr,
     })
+}
+
+fn env_list(name: &str) -> Vec<String> {
+    env::var(name)
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// An in-memory stock.
