@@ -189,15 +189,26 @@ where
     /// A cached, still valid decision for `key`, without waiting.
     fn cached(&self, key: &Digest256) -> Option<Result<Principal<C>, AuthError>> {
         let entry = self.inner.cache.get(key).now_or_never()??;
-        match entry.outcome {
+        Some(self.still_valid(entry.outcome))
+    }
+
+    /// A cached principal past its `exp` (and the leeway) is expired, whatever the cache
+    /// still holds.
+    fn still_valid(
+        &self,
+        outcome: Result<Principal<C>, AuthError>,
+    ) -> Result<Principal<C>, AuthError> {
+        let leeway = Duration::from_secs_f64(self.inner.time.leeway);
+        match outcome {
             Ok(principal)
                 if principal
                     .expires_at()
-                    .is_some_and(|exp| exp <= SystemTime::now()) =>
+                    .and_then(|exp| exp.checked_add(leeway))
+                    .is_some_and(|end| end <= SystemTime::now()) =>
             {
-                None
+                Err(AuthError::invalid_token("the token has expired"))
             }
-            outcome => Some(outcome),
+            outcome => outcome,
         }
     }
 
@@ -292,7 +303,7 @@ where
             }
         };
         let ttl = match view.exp {
-            Some(exp) => Duration::try_from_secs_f64(exp - now)
+            Some(exp) => Duration::try_from_secs_f64(exp + inner.time.leeway - now)
                 .unwrap_or(Duration::ZERO)
                 .min(inner.max_ttl),
             None => inner.max_ttl,
@@ -327,7 +338,7 @@ where
         Authentication::Pending(Box::pin(async move {
             let init = this.introspect(&token);
             match this.inner.cache.try_get_with(key, init).await {
-                Ok(entry) => entry.outcome,
+                Ok(entry) => this.still_valid(entry.outcome),
                 Err(_error) => {
                     #[cfg(feature = "tracing")]
                     tracing::warn!(
