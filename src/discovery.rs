@@ -39,16 +39,20 @@ pub(crate) async fn discover(
     let mut first_error = None;
     for url in well_known_urls(issuer_url) {
         match http.get(&url).await {
-            Ok(fetched) => {
-                let metadata: Metadata = serde_json::from_slice(&fetched.body)
-                    .map_err(|_| FetchError::Invalid("discovery document is not valid metadata"))?;
-                if metadata.issuer != issuer {
-                    return Err(FetchError::Invalid(
+            Ok(fetched) => match serde_json::from_slice::<Metadata>(&fetched.body) {
+                Ok(metadata) if metadata.issuer == issuer => return Ok(metadata),
+                // Try the other location before giving up.
+                Ok(_) => {
+                    first_error.get_or_insert(FetchError::Invalid(
                         "discovery document names another issuer",
                     ));
                 }
-                return Ok(metadata);
-            }
+                Err(_) => {
+                    first_error.get_or_insert(FetchError::Invalid(
+                        "discovery document is not valid metadata",
+                    ));
+                }
+            },
             Err(e) => {
                 first_error.get_or_insert(e);
             }

@@ -10,6 +10,8 @@ use crate::error::ConfigError;
 
 /// Default timeout for each call to the issuer: 5 seconds.
 pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest timeout a builder accepts: 10 minutes.
+pub(crate) const MAX_HTTP_TIMEOUT: Duration = Duration::from_secs(600);
 /// Default cap on a discovery or JWKS response body: 1 MiB.
 pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 

@@ -111,7 +111,9 @@ impl<A, R> BearerAuthLayer<A, R> {
     }
 
     /// When `true`, a request without a token reaches the inner service with no principal;
-    /// a request with a bad token is still rejected. Default: `false`.
+    /// a request with a bad token is still rejected. With
+    /// [`require_scopes`](Self::require_scopes) set, requests without a token are rejected
+    /// all the same (they have no scope). Default: `false`.
     pub fn optional(mut self, optional: bool) -> Self {
         self.config().optional = optional;
         self

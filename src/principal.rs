@@ -79,11 +79,10 @@ impl<C> Clone for Principal<C> {
 }
 
 impl<C> fmt::Debug for Principal<C> {
-    // Claims stay out of Debug output: they may carry personal data.
+    // The subject and the claims stay out of Debug output: they may carry personal data.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Principal")
             .field("issuer", &self.issuer())
-            .field("subject", &self.subject())
             .field("scopes", &self.scopes())
             .field("expires_at", &self.expires_at())
             .finish_non_exhaustive()

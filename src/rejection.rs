@@ -102,7 +102,9 @@ impl<B: Default> OnRejection<B> for HttpRejection {
         }
         if let Some(after) = error.retry_after() {
             // Rounded up: a client waiting exactly this long must find the cooldown over.
-            let seconds = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+            let seconds = after
+                .as_secs()
+                .saturating_add(u64::from(after.subsec_nanos() > 0));
             headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
         }
         response

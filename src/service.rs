@@ -75,7 +75,8 @@ where
     fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
         let authentication = match self.config.source.extract(req.headers(), req.uri()) {
             Ok(Some(token)) => self.auth.authenticate(&token),
-            Ok(None) if self.config.optional => {
+            // A layer-wide scope requirement applies to anonymous requests too: they have none.
+            Ok(None) if self.config.optional && self.config.required.is_none() => {
                 return ResponseFuture::called(self.inner.call(req));
             }
             Ok(None) => Authentication::Ready(Err(AuthError::missing_token())),

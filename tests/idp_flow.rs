@@ -492,6 +492,7 @@ async fn introspection_authenticates_with_client_secret_post() {
         .endpoint(idp.introspection_endpoint())
         .client_credentials(idp::RS_POST_CLIENT_ID, idp::RS_CLIENT_SECRET)
         .client_auth(ClientAuth::ClientSecretPost)
+        .audience(idp::OPAQUE)
         .build()
         .expect("a valid introspection configuration");
     let url = serve(api(introspection)).await;

@@ -95,6 +95,18 @@ async fn anything_but_a_boolean_true_active_is_an_invalid_token() {
             "not yet valid",
             format!(r#"{{"active":true,"nbf":{future}}}"#),
         ),
+        (
+            "a refresh token",
+            r#"{"active":true,"token_type":"refresh_token"}"#.into(),
+        ),
+        (
+            "a DPoP-bound token",
+            r#"{"active":true,"token_type":"DPoP","cnf":{"jkt":"abc"}}"#.into(),
+        ),
+        (
+            "a certificate-bound token",
+            r#"{"active":true,"token_type":"Bearer","cnf":{"x5t#S256":"abc"}}"#.into(),
+        ),
     ];
     for (i, (case, answer)) in table.iter().enumerate() {
         let token = format!("opaque-{i}");
@@ -360,6 +372,7 @@ async fn a_closed_port_answers_503_and_nothing_is_cached() {
             .issuer(ISSUER)
             .endpoint(format!("http://{addr}/introspect"))
             .client_credentials(CLIENT_ID, CLIENT_SECRET)
+            .dangerous_accept_any_audience(true)
             .http_timeout(Duration::from_secs(2)),
     );
     let app = app(auth);
@@ -572,6 +585,7 @@ async fn the_endpoint_is_discovered_from_the_issuer() {
     let auth = Introspection::builder()
         .issuer(&issuer)
         .client_credentials(CLIENT_ID, CLIENT_SECRET)
+        .dangerous_accept_any_audience(true)
         .http_timeout(Duration::from_secs(2))
         .build()
         .expect("valid configuration");
@@ -602,6 +616,7 @@ async fn a_discovery_document_naming_another_issuer_answers_503() {
     let auth = Introspection::builder()
         .issuer(&issuer)
         .client_credentials(CLIENT_ID, CLIENT_SECRET)
+        .dangerous_accept_any_audience(true)
         .http_timeout(Duration::from_secs(2))
         .build()
         .expect("valid configuration");

@@ -747,3 +747,58 @@ async fn an_unknown_kid_during_an_outage_is_unavailable_not_invalid() {
     let answer = call(&app, "/me", Some(&token(&server, &new))).await;
     assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.error);
 }
+
+#[test]
+fn a_warm_up_outside_a_runtime_fetches_nothing_and_breaks_nothing() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let key = TestKey::rsa_a();
+    let server = runtime.block_on(IssuerServer::start(jwks(&[&key])));
+    let jwt = with_jwks_uri(&server).build().expect("config");
+
+    // Polled outside any Tokio runtime: no fetch can run, so it reports no keys.
+    {
+        let mut warm_up = std::pin::pin!(jwt.refresh());
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match warm_up.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(Err(error)) => {
+                assert_eq!(error.kind(), ErrorKind::Unavailable)
+            }
+            other => panic!("expected an immediate Unavailable, got {other:?}"),
+        }
+    }
+    assert_eq!(server.jwks_hits(), 0);
+
+    // Inside the runtime afterwards, keys are fetched and tokens accepted.
+    let app = app(jwt);
+    let answer = runtime.block_on(call(&app, "/me", Some(&token(&server, &key))));
+    assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.error);
+    assert_eq!(server.jwks_hits(), 1);
+}
+
+#[test]
+fn cache_durations_are_bounded_at_build_time() {
+    let base = || {
+        Jwt::builder()
+            .issuer_with_jwks_uri(
+                "https://issuer.example.com",
+                "https://issuer.example.com/jwks",
+            )
+            .audience(AUDIENCE)
+    };
+    assert!(base().build().is_ok());
+    for builder in [
+        base().jwks_ttl(Duration::MAX),
+        base().jwks_refresh_cooldown(Duration::MAX),
+        base().jwks_max_stale(Duration::MAX),
+        base().http_timeout(Duration::MAX),
+        base().http_timeout(Duration::ZERO),
+    ] {
+        assert!(builder.build().is_err());
+    }
+    assert!(
+        base()
+            .jwks_max_stale(Duration::from_secs(30 * 24 * 3600))
+            .build()
+            .is_ok()
+    );
+}

@@ -347,6 +347,41 @@ async fn optional_mode_lets_anonymous_requests_through_but_not_bad_tokens() {
     );
 }
 
+#[tokio::test]
+async fn optional_mode_with_layer_wide_scopes_rejects_anonymous_requests() {
+    let key = TestKey::rsa_a();
+    let app = routes().layer(
+        BearerAuthLayer::new(static_jwt(&[&key]))
+            .optional(true)
+            .require_scopes(ScopePolicy::all(["read"])),
+    );
+
+    // No token means no scope: the layer-wide requirement cannot be met anonymously.
+    let answer = call(&app, "/whoami", None).await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(answer.challenge(), Some(r#"Bearer realm="api""#));
+
+    let answer = call(&app, "/whoami", Some(&scoped_token(&key, "read"))).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    let answer = call(&app, "/whoami", Some(&scoped_token(&key, "write"))).await;
+    assert_eq!(answer.status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn a_sender_constrained_jwt_is_not_a_bearer_token() {
+    let key = TestKey::rsa_a();
+    let app = common::app(static_jwt(&[&key]));
+    let bound = token_with(&key, |c| {
+        c["cnf"] = json!({"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"})
+    });
+    let answer = call(&app, "/me", Some(&bound)).await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(answer.error_code(), Some("invalid_token"));
+    // The same token without `cnf` is fine: the refusal is about the binding.
+    let answer = call(&app, "/me", Some(&good_token(&key))).await;
+    assert_eq!(answer.status, StatusCode::OK);
+}
+
 /// A `Jwt` whose issuer cannot be reached (nothing listens on the JWKS port).
 async fn unreachable_jwt() -> Jwt {
     Jwt::builder()
@@ -867,7 +902,9 @@ async fn debug_output_carries_no_token_and_no_extra_claims() {
         .await
         .expect("infallible");
     let debug = Answer::read(response).await.text();
-    assert!(debug.contains("user-1"), "{debug}");
+    // The subject is personal data too: it stays out, while the issuer shows.
+    assert!(!debug.contains("user-1"), "{debug}");
+    assert!(debug.contains("Principal"), "{debug}");
     let layer_debug = format!("{layer:?}");
     for text in [&debug, &layer_debug] {
         assert!(!text.contains(marker), "{text}");

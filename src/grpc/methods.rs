@@ -52,13 +52,9 @@ struct MethodMap {
 impl MethodMap {
     /// The policy for `path`, if it is mapped.
     fn policy(&self, path: &str) -> Option<&ScopePolicy> {
-        self.methods.get(path).or_else(|| {
-            let (service, method) = path.strip_prefix('/')?.split_once('/')?;
-            if method.is_empty() || method.contains('/') {
-                return None;
-            }
-            self.services.get(service)
-        })
+        self.methods
+            .get(path)
+            .or_else(|| self.services.get(split_path(path)?.0))
     }
 
     fn check(&self, path: &str, granted: Option<&Scopes>) -> Result<(), AuthError> {
@@ -67,13 +63,22 @@ impl MethodMap {
         };
         match self.policy(path) {
             Some(policy) => policy.check(granted),
-            None if self.allow_unmapped => Ok(()),
+            // Only a well-formed method path can be "unmapped": `/pkg.Svc/Method/x` or
+            // `/pkg.Svc//Method` must not slip past a service's policy.
+            None if self.allow_unmapped && split_path(path).is_some() => Ok(()),
             None => Err(AuthError::new(
                 ErrorKind::InsufficientScope,
                 "no scope grants access to this method",
             )),
         }
     }
+}
+
+/// `/package.Service/Method` → (`package.Service`, `Method`), both non-empty, no extra `/`.
+fn split_path(path: &str) -> Option<(&str, &str)> {
+    let (service, method) = path.strip_prefix('/')?.split_once('/')?;
+    (!service.is_empty() && !method.is_empty() && !method.contains('/'))
+        .then_some((service, method))
 }
 
 impl Default for MethodScopesLayer {
@@ -228,6 +233,33 @@ mod tests {
     fn kind(map: &MethodMap, path: &str, granted: Option<&str>) -> Option<ErrorKind> {
         let granted = granted.map(Scopes::from_space_delimited);
         map.check(path, granted.as_ref()).err().map(|e| e.kind())
+    }
+
+    #[test]
+    fn malformed_paths_are_never_unmapped_methods() {
+        let open = layer().allow_unmapped(true);
+        let table = [
+            (HEALTH, None),
+            ("/other.Svc/Anything", None),
+            (
+                "/inventory.v1.Audit/List/x",
+                Some(ErrorKind::InsufficientScope),
+            ),
+            (
+                "/inventory.v1.Audit//List",
+                Some(ErrorKind::InsufficientScope),
+            ),
+            ("/inventory.v1.Audit/", Some(ErrorKind::InsufficientScope)),
+            ("//List", Some(ErrorKind::InsufficientScope)),
+            (
+                "inventory.v1.Audit/List",
+                Some(ErrorKind::InsufficientScope),
+            ),
+            ("/", Some(ErrorKind::InsufficientScope)),
+        ];
+        for (path, expected) in table {
+            assert_eq!(kind(&open.map, path, Some("read")), expected, "{path}");
+        }
     }
 
     #[test]

@@ -44,7 +44,7 @@ use crate::{
     authenticate::{Authenticate, Authentication},
     discovery,
     error::{AuthError, ConfigError},
-    http_client::{DEFAULT_HTTP_TIMEOUT, FetchError, HttpClient, parse_url},
+    http_client::{DEFAULT_HTTP_TIMEOUT, FetchError, HttpClient, MAX_HTTP_TIMEOUT, parse_url},
     jwt::{
         DEFAULT_LEEWAY, MAX_LEEWAY,
         claims::{self, ScopeClaim, TimeRules},
@@ -278,6 +278,15 @@ where
         if view.active != Some(true) {
             return negative(AuthError::invalid_token("the token is not active"));
         }
+        // A refresh token, or a DPoP/mTLS-bound one, is no bearer access token.
+        let bearer = view.token_type.as_deref().is_none_or(|t| {
+            t.eq_ignore_ascii_case("bearer") || t.eq_ignore_ascii_case("access_token")
+        });
+        if !bearer || view.cnf {
+            return negative(AuthError::invalid_token(
+                "the token is not a bearer access token",
+            ));
+        }
         if view.iss.as_deref().is_some_and(|iss| iss != &*inner.issuer) {
             return negative(AuthError::invalid_token(
                 "the token's issuer is not trusted",
@@ -397,6 +406,7 @@ pub struct IntrospectionBuilder<C = RegisteredClaims> {
     leeway: Duration,
     scope_claim: ScopeClaim,
     allow_http: bool,
+    any_audience: bool,
     _claims: PhantomData<fn() -> C>,
 }
 
@@ -416,6 +426,7 @@ impl Default for IntrospectionBuilder {
             leeway: DEFAULT_LEEWAY,
             scope_claim: ScopeClaim::Default,
             allow_http: false,
+            any_audience: false,
             _claims: PhantomData,
         }
     }
@@ -466,9 +477,18 @@ impl<C> IntrospectionBuilder<C> {
     }
 
     /// Requires an answer's `aud` to contain `audience`. Repeat to accept several.
-    /// Default: none, and then `aud` is not checked (many introspection answers omit it).
+    /// Required, unless [`dangerous_accept_any_audience`](Self::dangerous_accept_any_audience).
     pub fn audience(mut self, audience: impl Into<String>) -> Self {
         self.audiences.push(audience.into());
+        self
+    }
+
+    /// Lets the authenticator be built without an [`audience`](Self::audience), accepting
+    /// answers whatever their `aud`, for issuers whose introspection answers omit it.
+    /// Dangerous: a token issued for another API is then accepted here too, if the issuer
+    /// tells this API about it. Configured audiences are always checked. Default: `false`.
+    pub fn dangerous_accept_any_audience(mut self, accept: bool) -> Self {
+        self.any_audience = accept;
         self
     }
 
@@ -492,7 +512,7 @@ impl<C> IntrospectionBuilder<C> {
         self
     }
 
-    /// Timeout of each call (discovery, introspection). Default: 5 seconds.
+    /// Timeout of each call (discovery, introspection). Default: 5 seconds; at most 10 minutes.
     pub fn http_timeout(mut self, timeout: Duration) -> Self {
         self.http_timeout = timeout;
         self
@@ -538,6 +558,7 @@ impl<C> IntrospectionBuilder<C> {
             leeway: self.leeway,
             scope_claim: self.scope_claim,
             allow_http: self.allow_http,
+            any_audience: self.any_audience,
             _claims: PhantomData,
         }
     }
@@ -558,9 +579,19 @@ impl<C> IntrospectionBuilder<C> {
         if self.leeway > MAX_LEEWAY {
             return Err(ConfigError::new("the leeway may not exceed 5 minutes"));
         }
-        if self.http_timeout.is_zero() || self.max_response_bytes == 0 {
+        if self.audiences.iter().any(String::is_empty)
+            || (self.audiences.is_empty() && !self.any_audience)
+        {
             return Err(ConfigError::new(
-                "the HTTP timeout and response cap must be positive",
+                "at least one non-empty audience is required (or dangerous_accept_any_audience)",
+            ));
+        }
+        if self.http_timeout.is_zero()
+            || self.http_timeout > MAX_HTTP_TIMEOUT
+            || self.max_response_bytes == 0
+        {
+            return Err(ConfigError::new(
+                "the HTTP timeout must be positive and at most 10 minutes, the response cap positive",
             ));
         }
         let endpoint = self
@@ -628,6 +659,7 @@ mod tests {
             .issuer("https://login.example.com")
             .endpoint("https://login.example.com/introspect")
             .client_credentials("api", "very-secret-value")
+            .audience("https://api.example.com")
             .build()
             .expect("config");
         let shown = format!("{introspection:?}");
@@ -643,8 +675,21 @@ mod tests {
             Introspection::builder()
                 .issuer("https://login.example.com")
                 .client_credentials("api", "secret")
+                .audience("https://api.example.com")
         };
         assert!(base().build().is_ok());
+        let no_audience = || {
+            Introspection::builder()
+                .issuer("https://login.example.com")
+                .client_credentials("api", "secret")
+        };
+        assert!(no_audience().build().is_err(), "an audience is required");
+        assert!(
+            no_audience()
+                .dangerous_accept_any_audience(true)
+                .build()
+                .is_ok()
+        );
         assert!(
             Introspection::builder()
                 .client_credentials("a", "b")

@@ -28,6 +28,7 @@ use crate::{
 ///     .issuer("https://login.example.com")
 ///     .endpoint("https://login.example.com/oauth2/introspect")
 ///     .client_credentials("my-api", "s3cr3t")
+///     .audience("https://api.example.com")
 ///     .build()?;
 /// let layer = BearerAuthLayer::new(JwtOrIntrospection::new(jwt, introspection));
 /// # let _ = layer;

@@ -52,6 +52,23 @@ pub(crate) struct CachePolicy {
     pub(crate) allow_http: bool,
 }
 
+/// The longest TTL, cooldown or stale period a builder accepts: 30 days.
+pub(crate) const MAX_POLICY_DURATION: Duration = Duration::from_secs(30 * 24 * 3600);
+
+impl CachePolicy {
+    pub(crate) fn check(&self) -> Result<(), crate::error::ConfigError> {
+        if [self.ttl, self.cooldown, self.max_stale]
+            .iter()
+            .any(|d| *d > MAX_POLICY_DURATION)
+        {
+            return Err(crate::error::ConfigError::new(
+                "JWKS TTL, cooldown and stale period may not exceed 30 days",
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl Default for CachePolicy {
     fn default() -> Self {
         Self {
@@ -147,7 +164,7 @@ impl JwksCache {
                 None => Keys::Unavailable(inner.policy.cooldown),
             };
         }
-        let (keys, fresh, usable, may_fetch, retry_after) = {
+        let (keys, fresh, usable, may_fetch, retry_after, inflight) = {
             let st = read(&inner.state);
             let (may_fetch, retry_after) = inner.may_fetch(&st, now);
             (
@@ -156,6 +173,7 @@ impl JwksCache {
                 now < st.usable_until,
                 may_fetch,
                 retry_after,
+                st.inflight.is_some(),
             )
         };
         match keys {
@@ -165,7 +183,8 @@ impl JwksCache {
             },
             Some(keys) if usable => {
                 // Stale but usable: serve now, refresh in the background.
-                let refetch = may_fetch && self.refresh_in_background();
+                // With a fetch under way already, join it only if a kid is unknown.
+                let refetch = inflight || (may_fetch && self.refresh_in_background());
                 Keys::Ready { keys, refetch }
             }
             _ if may_fetch => Keys::MustRefresh,
@@ -194,9 +213,15 @@ impl JwksCache {
 
     /// Starts a fetch, or joins the one under way. The fetch runs as its own task, so it
     /// completes even if every waiter goes away.
+    ///
+    /// Fetching needs a Tokio runtime; outside one nothing is fetched.
     pub(crate) fn refresh(&self) -> Refresh {
+        let done = || futures_util::future::ready(()).boxed().shared();
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return done();
+        };
         if !self.fetches_keys() {
-            return futures_util::future::ready(()).boxed().shared();
+            return done();
         }
         let mut st = write(&self.inner.state);
         if let Some(inflight) = &st.inflight {
@@ -207,7 +232,7 @@ impl JwksCache {
             .last_attempt
             .is_some_and(|at| at.elapsed() < self.inner.policy.cooldown)
         {
-            return futures_util::future::ready(()).boxed().shared();
+            return done();
         }
         st.last_attempt = Some(Instant::now());
         let inner = Arc::clone(&self.inner);
@@ -215,22 +240,16 @@ impl JwksCache {
             let result = inner.fetch().await;
             inner.install(result);
         };
-        let shared = match tokio::runtime::Handle::try_current() {
-            Ok(handle) => {
-                let join = handle.spawn(task);
-                let inner = Arc::clone(&self.inner);
-                async move {
-                    if join.await.is_err() {
-                        // The task was cancelled (runtime shutting down): let a later
-                        // request try again.
-                        write(&inner.state).inflight = None;
-                    }
-                }
-                .boxed()
-                .shared()
+        let join = handle.spawn(task);
+        let inner = Arc::clone(&self.inner);
+        let shared = async move {
+            if join.await.is_err() {
+                // The task was cancelled (runtime shutting down): let a later request try.
+                write(&inner.state).inflight = None;
             }
-            Err(_) => task.boxed().shared(),
-        };
+        }
+        .boxed()
+        .shared();
         st.inflight = Some(shared.clone());
         shared
     }
@@ -243,10 +262,10 @@ impl Inner {
             return (true, Duration::ZERO);
         }
         match st.last_attempt {
-            Some(at) => {
-                let next = at + self.policy.cooldown;
-                (now >= next, next.saturating_duration_since(now))
-            }
+            Some(at) => match at.checked_add(self.policy.cooldown) {
+                Some(next) => (now >= next, next.saturating_duration_since(now)),
+                None => (false, self.policy.cooldown),
+            },
             None => (true, Duration::ZERO),
         }
     }
@@ -298,8 +317,9 @@ impl Inner {
                     .map(|age| age.clamp(MAX_AGE_BOUNDS.0, MAX_AGE_BOUNDS.1))
                     .unwrap_or(self.policy.ttl);
                 st.keys = Some(Arc::new(set));
+                // Durations are bounded at build time (30 days), so these cannot overflow.
                 st.fresh_until = now + ttl;
-                st.usable_until = now + ttl + self.policy.max_stale;
+                st.usable_until = st.fresh_until + self.policy.max_stale;
             }
             Err(_error) => {
                 #[cfg(feature = "tracing")]

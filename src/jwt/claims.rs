@@ -136,6 +136,10 @@ pub(crate) struct ClaimsView<'de> {
     pub(crate) scope: Option<StrList<'de>>,
     pub(crate) scp: Option<StrList<'de>>,
     pub(crate) active: Option<bool>,
+    /// RFC 7662 `token_type`.
+    pub(crate) token_type: Option<Cow<'de, str>>,
+    /// Whether a `cnf` (RFC 7800 confirmation) claim is present: a sender-constrained token.
+    pub(crate) cnf: bool,
 }
 
 /// Reads a [`ClaimsView`] from a JSON object; anything but an object, a duplicate of a
@@ -179,6 +183,8 @@ impl<'de> Visitor<'de> for ClaimsSeed<'_> {
         };
         let mut iss: Option<Str<'de>> = None;
         let mut sub: Option<Str<'de>> = None;
+        let mut token_type: Option<Str<'de>> = None;
+        let mut cnf: Option<IgnoredAny> = None;
         let (mut exp, mut nbf, mut iat) = (None, None, None);
         while let Some(Str(key)) = map.next_key::<Str<'de>>()? {
             match key.as_ref() {
@@ -189,6 +195,8 @@ impl<'de> Visitor<'de> for ClaimsSeed<'_> {
                 "nbf" => set::<NumericDate, _>(&mut nbf, &mut map, "nbf")?,
                 "iat" => set::<NumericDate, _>(&mut iat, &mut map, "iat")?,
                 "active" => set(&mut v.active, &mut map, "active")?,
+                "token_type" => set(&mut token_type, &mut map, "token_type")?,
+                "cnf" => set(&mut cnf, &mut map, "cnf")?,
                 k if k == named => set(&mut v.scope, &mut map, "scope")?,
                 "scp" if *self.scope_claim == ScopeClaim::Default => {
                     set(&mut v.scp, &mut map, "scp")?
@@ -200,6 +208,8 @@ impl<'de> Visitor<'de> for ClaimsSeed<'_> {
         }
         v.iss = iss.map(|s| s.0);
         v.sub = sub.map(|s| s.0);
+        v.token_type = token_type.map(|s| s.0);
+        v.cnf = cnf.is_some();
         v.exp = exp.map(|d| d.0);
         v.nbf = nbf.map(|d| d.0);
         v.iat = iat.map(|d| d.0);

@@ -52,7 +52,9 @@ use serde::de::DeserializeOwned;
 use crate::{
     authenticate::{Authenticate, Authentication},
     error::{AuthError, ConfigError},
-    http_client::{DEFAULT_HTTP_TIMEOUT, DEFAULT_MAX_RESPONSE_BYTES, HttpClient, parse_url},
+    http_client::{
+        DEFAULT_HTTP_TIMEOUT, DEFAULT_MAX_RESPONSE_BYTES, HttpClient, MAX_HTTP_TIMEOUT, parse_url,
+    },
     jwks::{CachePolicy, JwksCache, Keys, Source, keys},
     principal::{Principal, RegisteredClaims, system_time},
 };
@@ -179,6 +181,12 @@ where
             .iter()
             .position(|c| **c.issuer() == *iss)
             .ok_or_else(|| AuthError::invalid_token("the token's issuer is not trusted"))?;
+        if view.cnf {
+            return Err(AuthError::invalid_token(
+                "the token is bound to a key (cnf) and cannot be used as a bearer token",
+            )
+            .into());
+        }
         inner.time.check(&view, unix_now(), true)?;
         if !claims::audience_matches(view.aud.as_ref(), &inner.audiences) {
             return Err(
@@ -417,27 +425,28 @@ impl<C> JwtBuilder<C> {
 
     /// How long fetched keys are used before they are fetched again. A
     /// `Cache-Control: max-age` from the JWKS endpoint replaces it, bounded to 1 minute …
-    /// 24 hours. Default: 10 minutes.
+    /// 24 hours. Default: 10 minutes; at most 30 days.
     pub fn jwks_ttl(mut self, ttl: Duration) -> Self {
         self.policy.ttl = ttl;
         self
     }
 
     /// Minimum time between two key fetches caused by an unknown `kid` or a failure; all
-    /// requests waiting meanwhile share one fetch. Default: 30 seconds.
+    /// requests waiting meanwhile share one fetch. Default: 30 seconds; at most 30 days.
     pub fn jwks_refresh_cooldown(mut self, cooldown: Duration) -> Self {
         self.policy.cooldown = cooldown;
         self
     }
 
     /// How long keys keep serving past their TTL while the issuer cannot be reached. After
-    /// that, requests get `503`. Default: 1 hour.
+    /// that, requests get `503`. Default: 1 hour; at most 30 days.
     pub fn jwks_max_stale(mut self, max_stale: Duration) -> Self {
         self.policy.max_stale = max_stale;
         self
     }
 
-    /// Timeout of each call to the issuer (discovery, JWKS). Default: 5 seconds.
+    /// Timeout of each call to the issuer (discovery, JWKS). Default: 5 seconds; at most
+    /// 10 minutes.
     pub fn http_timeout(mut self, timeout: Duration) -> Self {
         self.http_timeout = timeout;
         self
@@ -488,11 +497,15 @@ impl<C> JwtBuilder<C> {
         if self.leeway > MAX_LEEWAY {
             return Err(ConfigError::new("the leeway may not exceed 5 minutes"));
         }
-        if self.http_timeout.is_zero() || self.max_response_bytes == 0 {
+        if self.http_timeout.is_zero()
+            || self.http_timeout > MAX_HTTP_TIMEOUT
+            || self.max_response_bytes == 0
+        {
             return Err(ConfigError::new(
-                "the HTTP timeout and response cap must be positive",
+                "the HTTP timeout must be positive and at most 10 minutes, the response cap positive",
             ));
         }
+        self.policy.check()?;
         let allowed = AlgSet::of(self.algorithms.iter().copied());
         if allowed.is_empty() {
             return Err(ConfigError::new("at least one algorithm must be allowed"));

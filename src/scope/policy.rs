@@ -43,9 +43,16 @@ impl ScopePolicy {
         I: IntoIterator,
         I::Item: Into<String>,
     {
+        // Entries are split on spaces, as granted scopes are, so "read write" means both.
         let scopes: Arc<[Box<str>]> = scopes
             .into_iter()
-            .map(|s| s.into().into_boxed_str())
+            .flat_map(|s| {
+                let s: String = s.into();
+                s.split(' ')
+                    .filter(|item| !item.is_empty())
+                    .map(Box::from)
+                    .collect::<Vec<_>>()
+            })
             .collect();
         let joined = scopes.join(" ").into();
         Self {
@@ -100,6 +107,9 @@ mod tests {
             (ScopePolicy::any(["admin", "root"]), false),
             (ScopePolicy::any(Vec::<String>::new()), false),
             (ScopePolicy::all(["rea"]), false),
+            (ScopePolicy::all(["read write"]), true),
+            (ScopePolicy::all([" read  "]), true),
+            (ScopePolicy::any(["admin root", "write"]), true),
         ];
         for (policy, ok) in table {
             assert_eq!(policy.is_satisfied_by(&granted), ok, "{policy:?}");
