@@ -67,13 +67,17 @@
 //!   by the allowlist; RSA keys under 2048 bits, keys with private members, keys not for
 //!   signatures are skipped.
 //! - Keys are only ever taken from the issuer's own JWK Set by exact `kid`: the header's
-//!   `jku`, `x5u`, `jwk` and `x5c` are ignored. `crit`, `b64`, JWE headers, and token
-//!   types other than access tokens (`typ`) are rejected.
+//!   `jku`, `x5u`, `jwk` and `x5c` are ignored. `crit`, `b64`, JWE headers, token types
+//!   other than access tokens (`typ`) and sender-constrained tokens (`cnf`) are rejected.
+//! - Introspection requires an audience too (unless `dangerous_accept_any_audience`),
+//!   accepts only `active: true` and refuses refresh tokens.
 //! - With several issuers, the token's `iss` picks the issuer before any key is looked
 //!   at, and only that issuer's keys can verify it.
 //! - Outbound calls refuse redirects and non-`200` answers, time out (5 s) and cap bodies
 //!   (1 MiB); issuer URLs must be `https` except on loopback.
-//! - Tokens, secrets and claim values never appear in logs, `Debug` output or error bodies.
+//! - Tokens, secrets and claim values (the subject included) never appear in logs, `Debug`
+//!   output or error bodies.
+//! - Keys are fetched by tasks on the Tokio runtime; outside a runtime nothing is fetched.
 //!
 //! [tower]: https://docs.rs/tower
 
