@@ -105,6 +105,21 @@ async fn discovery_falls_back_to_rfc8414_metadata() {
 }
 
 #[tokio::test]
+async fn an_invalid_openid_document_falls_back_to_rfc8414_metadata() {
+    let key = TestKey::rsa_a();
+    let server = IssuerServer::start_with(Discovery::BrokenOidc, jwks(&[&key])).await;
+    let app = app(discovering(&server).build().expect("config"));
+
+    let answer = call(&app, "/me", Some(&token(&server, &key))).await;
+    assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.error);
+    assert_eq!(
+        (server.oidc_hits(), server.oauth_hits(), server.jwks_hits()),
+        (1, 1, 1),
+        "OIDC first (not metadata), then RFC 8414"
+    );
+}
+
+#[tokio::test]
 async fn a_discovery_document_for_another_issuer_yields_no_keys() {
     let key = TestKey::rsa_a();
     let server = IssuerServer::start(jwks(&[&key])).await;

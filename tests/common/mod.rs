@@ -297,6 +297,8 @@ pub enum Discovery {
     Oidc,
     /// `/.well-known/oauth-authorization-server` only (RFC 8414); OIDC answers 404.
     Rfc8414,
+    /// OIDC answers `200` with a body that is not metadata; RFC 8414 serves the metadata.
+    BrokenOidc,
 }
 
 /// How the JWKS endpoint answers.
@@ -456,6 +458,7 @@ async fn oidc_metadata(State(state): State<Arc<IssuerState>>) -> Response<Body> 
     match state.discovery {
         Discovery::Oidc => metadata(&state).into_response(),
         Discovery::Rfc8414 => StatusCode::NOT_FOUND.into_response(),
+        Discovery::BrokenOidc => "<html>not metadata</html>".into_response(),
     }
 }
 
@@ -463,7 +466,7 @@ async fn oauth_metadata(State(state): State<Arc<IssuerState>>) -> Response<Body>
     state.oauth_hits.fetch_add(1, Ordering::SeqCst);
     match state.discovery {
         Discovery::Oidc => StatusCode::NOT_FOUND.into_response(),
-        Discovery::Rfc8414 => metadata(&state).into_response(),
+        Discovery::Rfc8414 | Discovery::BrokenOidc => metadata(&state).into_response(),
     }
 }
 
