@@ -693,6 +693,31 @@ async fn a_fetch_completes_even_when_every_waiter_gives_up() {
 }
 
 #[tokio::test]
+async fn a_warm_up_warms_every_issuer_even_when_one_fails() {
+    let key_a = TestKey::rsa_a();
+    let key_b = TestKey::ec_p256();
+    let a = IssuerServer::start(jwks(&[&key_a])).await;
+    let b = IssuerServer::start(jwks(&[&key_b])).await;
+    // The first issuer fails: the second must be warmed all the same.
+    a.set_mode(JwksMode::Fail);
+    let jwt = Jwt::builder()
+        .issuer(a.issuer())
+        .issuer(b.issuer())
+        .audience(AUDIENCE)
+        .build()
+        .expect("config");
+
+    let error = jwt.refresh().await.expect_err("issuer A is failing");
+    assert_eq!(error.kind(), ErrorKind::Unavailable);
+    assert_eq!((a.jwks_hits(), b.jwks_hits()), (1, 1), "both were asked");
+
+    let app = app(jwt);
+    let answer = call(&app, "/me", Some(&token(&b, &key_b))).await;
+    assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.error);
+    assert_eq!(b.total_hits(), 2, "B's keys were cached by the warm-up");
+}
+
+#[tokio::test]
 async fn each_issuer_has_its_own_keys_and_cache() {
     let key_a = TestKey::rsa_a().with_kid("shared-kid");
     let key_b = TestKey::ec_p256().with_kid("shared-kid");

@@ -2,7 +2,7 @@
 
 use std::borrow::Cow;
 
-use serde::{Deserialize, de::IgnoredAny};
+use serde::{Deserialize, Deserializer, de::IgnoredAny};
 
 use super::alg::Algorithm;
 use crate::error::AuthError;
@@ -23,23 +23,37 @@ pub(crate) enum TypPolicy {
 struct RawHeader<'a> {
     #[serde(borrow)]
     alg: Cow<'a, str>,
-    #[serde(default, borrow)]
+    // `null` is not a string: a present `kid` or `typ` must be one.
+    #[serde(default, borrow, deserialize_with = "string")]
     kid: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "string")]
     typ: Option<Cow<'a, str>>,
-    // Present at all means an extension we do not implement: reject.
-    #[serde(default)]
-    crit: Option<IgnoredAny>,
+    // Present at all, whatever its value (`null` included), means an extension we do not
+    // implement: reject.
+    #[serde(default, deserialize_with = "present")]
+    crit: bool,
     // JWE members: an encrypted token is not a signed one.
-    #[serde(default)]
-    enc: Option<IgnoredAny>,
-    #[serde(default)]
-    zip: Option<IgnoredAny>,
+    #[serde(default, deserialize_with = "present")]
+    enc: bool,
+    #[serde(default, deserialize_with = "present")]
+    zip: bool,
     // RFC 7797 unencoded payloads change the signing input: never accepted.
-    #[serde(default)]
-    b64: Option<IgnoredAny>,
+    #[serde(default, deserialize_with = "present")]
+    b64: bool,
     // `jku`, `x5u`, `jwk`, `x5c` and other members are ignored: a key is only ever found
     // in the issuer's own key set, by `kid`.
+}
+
+/// A string that borrows from the input when it has no escapes.
+#[derive(Deserialize)]
+struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
+
+fn string<'de: 'a, 'a, D: Deserializer<'de>>(d: D) -> Result<Option<Cow<'a, str>>, D::Error> {
+    Text::deserialize(d).map(|text| Some(text.0))
+}
+
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    IgnoredAny::deserialize(d).map(|_| true)
 }
 
 /// The parts of the header validation uses.
@@ -58,12 +72,12 @@ pub(crate) fn parse(json: &[u8], typ_policy: TypPolicy) -> Result<Header<'_>, Au
     }
     let raw: RawHeader<'_> = serde_json::from_slice(json)
         .map_err(|_| AuthError::invalid_token("the token header is not a valid JOSE header"))?;
-    if raw.crit.is_some() || raw.b64.is_some() {
+    if raw.crit || raw.b64 {
         return Err(AuthError::invalid_token(
             "the token header names an unsupported critical extension",
         ));
     }
-    if raw.enc.is_some() || raw.zip.is_some() {
+    if raw.enc || raw.zip {
         return Err(AuthError::invalid_token(
             "encrypted tokens are not accepted",
         ));
@@ -146,6 +160,14 @@ mod tests {
             r#"{"alg":"HS256"}"#,
             r#"{"alg":"RS256","crit":["exp"]}"#,
             r#"{"alg":"RS256","crit":[]}"#,
+            r#"{"alg":"RS256","crit":null}"#,
+            r#"{"alg":"RS256","b64":null}"#,
+            r#"{"alg":"RS256","enc":null}"#,
+            r#"{"alg":"RS256","zip":null}"#,
+            r#"{"alg":"RS256","zip":"DEF"}"#,
+            r#"{"alg":"RS256","kid":null}"#,
+            r#"{"alg":"RS256","typ":null}"#,
+            r#"{"alg":"RS256","typ":["at+jwt"]}"#,
             r#"{"alg":"RS256","b64":false,"crit":["b64"]}"#,
             r#"{"alg":"RS256","enc":"A128GCM"}"#,
             r#"{"alg":"RS256","typ":"dpop+jwt"}"#,
@@ -163,6 +185,9 @@ mod tests {
             let err = ok(json).expect_err(json);
             assert_eq!(err.kind(), ErrorKind::InvalidToken, "{json}");
         }
+        let escaped =
+            parse(br#"{"alg":"RS256","kid":"a\/b"}"#, TypPolicy::Lenient).expect("escaped kid");
+        assert_eq!(escaped.kid.as_deref(), Some("a/b"));
         let long_kid = format!(
             r#"{{"alg":"RS256","kid":"{}"}}"#,
             "k".repeat(MAX_KID_LEN + 1)

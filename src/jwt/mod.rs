@@ -250,22 +250,25 @@ where
         ))
     }
 
-    /// Fetches the keys of every issuer that fetches keys: an explicit warm-up before
-    /// serving. Without it the first request fetches them.
+    /// Fetches the keys of every issuer that fetches keys, all at once: an explicit warm-up
+    /// before serving. Without it the first request fetches them. A failure is logged at
+    /// WARN (feature `tracing`) with the issuer and the cause.
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::Unavailable`](crate::ErrorKind::Unavailable) when an issuer still has no
-    /// usable keys afterwards.
+    /// [`ErrorKind::Unavailable`](crate::ErrorKind::Unavailable) when any issuer still has no
+    /// usable keys afterwards; the others are warmed all the same.
     pub async fn refresh(&self) -> Result<(), AuthError> {
-        for cache in self.inner.issuers.iter().filter(|c| c.fetches_keys()) {
-            cache.refresh().await;
-            if let Keys::MustRefresh | Keys::Unavailable(_) = cache.current(Instant::now()) {
-                return Err(AuthError::unavailable(
-                    "the issuer's keys cannot be fetched",
-                    self.inner.cooldown,
-                ));
-            }
+        let fetching = || self.inner.issuers.iter().filter(|c| c.fetches_keys());
+        futures_util::future::join_all(fetching().map(|cache| cache.refresh())).await;
+        let now = Instant::now();
+        if fetching()
+            .any(|cache| matches!(cache.current(now), Keys::MustRefresh | Keys::Unavailable(_)))
+        {
+            return Err(AuthError::unavailable(
+                "the issuer's keys cannot be fetched",
+                self.inner.cooldown,
+            ));
         }
         Ok(())
     }
