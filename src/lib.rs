@@ -74,9 +74,11 @@
 //! - With several issuers, the token's `iss` picks the issuer before any key is looked
 //!   at, and only that issuer's keys can verify it.
 //! - Outbound calls refuse redirects and non-`200` answers, time out (5 s) and cap bodies
-//!   (1 MiB); issuer URLs must be `https` except on loopback.
-//! - Tokens, secrets and claim values (the subject included) never appear in logs, `Debug`
-//!   output or error bodies.
+//!   (1 MiB for discovery and key sets, 64 KiB for introspection answers); issuer URLs must
+//!   be `https` except on loopback.
+//! - Tokens and secrets never appear in logs, `Debug` output or error bodies. Claim values
+//!   never appear in portcullis' logs or error bodies, nor in a [`Principal`]'s `Debug`
+//!   output; the claims type itself is the application's to print or not.
 //! - Keys are fetched by tasks on the Tokio runtime; outside a runtime nothing is fetched.
 //!
 //! [tower]: https://docs.rs/tower

@@ -183,6 +183,33 @@ async fn concurrent_requests_for_a_new_token_share_one_call() {
     }
 }
 
+#[cfg(feature = "tracing")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failed_call_shared_by_many_requests_is_logged_once() {
+    // Its own issuer, so that its WARN lines can be told from the other tests'.
+    const LOG_ISSUER: &str = "https://login.example.com/warn-once";
+    let server = IntrospectionServer::start().await;
+    server.set_mode(Mode::ServerError);
+    server.set_delay(Duration::from_millis(200));
+    let app = app(build(builder(&server).issuer(LOG_ISSUER)));
+
+    let mut requests = JoinSet::new();
+    for _ in 0..50 {
+        let app = app.clone();
+        requests.spawn(async move { send(&app, "/me", "warn-once-token").await });
+    }
+    while let Some(reply) = requests.join_next().await {
+        assert_unavailable(&reply.expect("request task"), "during the outage");
+    }
+    assert_eq!(server.calls(), 1, "the failed call is shared");
+    let logs = introspection_support::captured_logs();
+    let warnings = logs
+        .lines()
+        .filter(|line| line.contains("WARN") && line.contains(LOG_ISSUER))
+        .count();
+    assert_eq!(warnings, 1, "one WARN line for one failed call: {logs}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_requests_during_an_outage_share_one_failed_call() {
     const WAVE: usize = 200;
@@ -240,6 +267,53 @@ async fn a_cached_answer_expires_with_the_token() {
     let reply = send(&app, "/me", "short-lived").await;
     assert_eq!(server.calls(), 2, "the endpoint is asked again after exp");
     assert_invalid_token(&reply, "after exp");
+}
+
+#[tokio::test]
+async fn a_cached_answer_never_outlives_exp_even_with_the_leeway() {
+    let server = IntrospectionServer::start().await;
+    let exp = now() + 1.5;
+    server.answer(
+        "revoked-after-exp",
+        json!({"active": true, "iss": ISSUER, "sub": "alice", "exp": exp}),
+    );
+    // The default leeway (30 s) tolerates clock skew on a fresh answer; it must not stretch
+    // the life of a cached one.
+    let app = app(build(
+        builder(&server).cache_max_ttl(Duration::from_secs(60)),
+    ));
+
+    assert_accepted(&send(&app, "/me", "revoked-after-exp").await, "before exp");
+    assert_eq!(server.calls(), 1);
+    // The issuer now calls the token inactive. Past exp, the cache must not answer for it.
+    server.answer("revoked-after-exp", json!({"active": false}));
+    let past_exp = Duration::from_secs_f64((exp - now()).max(0.0)) + Duration::from_millis(300);
+    tokio::time::sleep(past_exp).await;
+    let reply = send(&app, "/me", "revoked-after-exp").await;
+    assert_eq!(server.calls(), 2, "the endpoint is asked again after exp");
+    assert_invalid_token(&reply, "after exp, inactive at the issuer");
+}
+
+#[tokio::test]
+async fn an_answer_with_a_far_future_exp_is_cached_for_the_max_ttl() {
+    let server = IntrospectionServer::start().await;
+    for (token, exp) in [
+        ("far", json!(1e20)),
+        ("year-9999", json!(253_402_300_799_i64)),
+    ] {
+        server.answer(
+            token,
+            json!({"active": true, "iss": ISSUER, "sub": "alice", "exp": exp}),
+        );
+    }
+    let app = app(build(builder(&server)));
+    for token in ["far", "year-9999"] {
+        let calls = server.calls();
+        for _ in 0..3 {
+            assert_accepted(&send(&app, "/me", token).await, token);
+        }
+        assert_eq!(server.calls(), calls + 1, "{token}: cached after one call");
+    }
 }
 
 #[tokio::test]
@@ -481,6 +555,43 @@ async fn the_answers_issuer_and_audience_are_checked() {
             }
         }
     }
+}
+
+#[tokio::test]
+async fn answers_without_aud_can_be_accepted_explicitly() {
+    let server = IntrospectionServer::start().await;
+    let lenient = app(build(
+        builder(&server)
+            .audience(AUDIENCE)
+            .accept_missing_audience(true),
+    ));
+    let strict = app(build(builder(&server).audience(AUDIENCE)));
+    let with_aud = |aud: Option<Value>| {
+        let mut answer = active("alice", "read");
+        answer["iss"] = json!(ISSUER);
+        if let Some(aud) = aud {
+            answer["aud"] = aud;
+        }
+        answer
+    };
+    server.answer("no-aud", with_aud(None));
+    server.answer("our-aud", with_aud(Some(json!([AUDIENCE]))));
+    server.answer(
+        "other-aud",
+        with_aud(Some(json!("https://other.example.com"))),
+    );
+    server.answer("empty-aud", with_aud(Some(json!([]))));
+
+    assert_accepted(&send(&lenient, "/me", "no-aud").await, "no aud");
+    assert_accepted(&send(&lenient, "/me", "our-aud").await, "our aud");
+    // A present `aud` is still checked.
+    assert_invalid_token(&send(&lenient, "/me", "other-aud").await, "another aud");
+    assert_invalid_token(
+        &send(&lenient, "/me", "empty-aud").await,
+        "an empty aud list",
+    );
+    // Without the option, an answer without `aud` is refused.
+    assert_invalid_token(&send(&strict, "/me", "no-aud").await, "no aud, by default");
 }
 
 // ---------------------------------------------------------------------------------------

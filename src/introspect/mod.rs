@@ -122,6 +122,7 @@ struct Inner<C> {
     client_secret: Secret,
     client_auth: ClientAuth,
     audiences: Box<[Box<str>]>,
+    accept_missing_aud: bool,
     http: HttpClient,
     cache: Cache<Digest256, Entry<C>>,
     max_ttl: Duration,
@@ -189,27 +190,8 @@ where
     /// A cached, still valid decision for `key`, without waiting.
     fn cached(&self, key: &Digest256) -> Option<Result<Principal<C>, AuthError>> {
         let entry = self.inner.cache.get(key).now_or_never()??;
-        Some(self.still_valid(entry.outcome))
-    }
-
-    /// A cached principal past its `exp` (and the leeway) is expired, whatever the cache
-    /// still holds.
-    fn still_valid(
-        &self,
-        outcome: Result<Principal<C>, AuthError>,
-    ) -> Result<Principal<C>, AuthError> {
-        let leeway = Duration::from_secs_f64(self.inner.time.leeway);
-        match outcome {
-            Ok(principal)
-                if principal
-                    .expires_at()
-                    .and_then(|exp| exp.checked_add(leeway))
-                    .is_some_and(|end| end <= SystemTime::now()) =>
-            {
-                Err(AuthError::invalid_token("the token has expired"))
-            }
-            outcome => outcome,
-        }
+        // A cached answer gets no leeway: it never serves past the token's `exp`.
+        Some(still_valid(entry.outcome, Duration::ZERO))
     }
 
     async fn endpoint(&self) -> Result<Url, FetchError> {
@@ -292,7 +274,9 @@ where
                 "the token's issuer is not trusted",
             ));
         }
+        let aud_waived = view.aud.is_none() && inner.accept_missing_aud;
         if !inner.audiences.is_empty()
+            && !aud_waived
             && !claims::audience_matches(view.aud.as_ref(), &inner.audiences)
         {
             return negative(AuthError::invalid_token(
@@ -311,10 +295,11 @@ where
                 ));
             }
         };
+        // Cached up to the token's `exp` (without the leeway), and never past the max TTL.
         let ttl = match view.exp {
-            Some(exp) => Duration::try_from_secs_f64(exp + inner.time.leeway - now)
-                .unwrap_or(Duration::ZERO)
-                .min(inner.max_ttl),
+            Some(exp) if exp <= now => Duration::ZERO,
+            Some(exp) => Duration::try_from_secs_f64(exp - now)
+                .map_or(inner.max_ttl, |left| left.min(inner.max_ttl)),
             None => inner.max_ttl,
         };
         let scopes = inner.scope_claim.scopes(&view);
@@ -345,21 +330,45 @@ where
         let this = self.clone();
         let token = token.to_owned();
         Authentication::Pending(Box::pin(async move {
-            let init = this.introspect(&token);
-            match this.inner.cache.try_get_with(key, init).await {
-                Ok(entry) => this.still_valid(entry.outcome),
-                Err(_error) => {
-                    #[cfg(feature = "tracing")]
+            // Only the request that makes the call logs its failure; the requests that
+            // share the call get the same 503 without another WARN line.
+            let init = async {
+                let entry = this.introspect(&token).await;
+                #[cfg(feature = "tracing")]
+                if let Err(error) = &entry {
                     tracing::warn!(
                         target: "portcullis::introspection",
                         issuer = %this.inner.issuer,
-                        error = %_error,
+                        %error,
                         "token introspection failed"
                     );
-                    Err(unavailable())
                 }
+                entry
+            };
+            let leeway = Duration::from_secs_f64(this.inner.time.leeway);
+            match this.inner.cache.try_get_with(key, init).await {
+                Ok(entry) => still_valid(entry.outcome, leeway),
+                Err(_) => Err(unavailable()),
             }
         }))
+    }
+}
+
+/// A principal past its `exp` (and `leeway`) is expired, whatever the cache still holds.
+fn still_valid<C>(
+    outcome: Result<Principal<C>, AuthError>,
+    leeway: Duration,
+) -> Result<Principal<C>, AuthError> {
+    match outcome {
+        Ok(principal)
+            if principal
+                .expires_at()
+                .and_then(|exp| exp.checked_add(leeway))
+                .is_some_and(|end| end <= SystemTime::now()) =>
+        {
+            Err(AuthError::invalid_token("the token has expired"))
+        }
+        outcome => outcome,
     }
 }
 
@@ -407,6 +416,7 @@ pub struct IntrospectionBuilder<C = RegisteredClaims> {
     scope_claim: ScopeClaim,
     allow_http: bool,
     any_audience: bool,
+    accept_missing_aud: bool,
     _claims: PhantomData<fn() -> C>,
 }
 
@@ -427,6 +437,7 @@ impl Default for IntrospectionBuilder {
             scope_claim: ScopeClaim::Default,
             allow_http: false,
             any_audience: false,
+            accept_missing_aud: false,
             _claims: PhantomData,
         }
     }
@@ -489,6 +500,15 @@ impl<C> IntrospectionBuilder<C> {
     /// tells this API about it. Configured audiences are always checked. Default: `false`.
     pub fn dangerous_accept_any_audience(mut self, accept: bool) -> Self {
         self.any_audience = accept;
+        self
+    }
+
+    /// Accepts an answer that carries no `aud` at all, for issuers that leave it out of
+    /// their introspection answers (RFC 7662 makes it optional). An answer that does carry
+    /// `aud` must still contain a configured [`audience`](Self::audience). Default: `false`:
+    /// an answer without `aud` is refused, as a JWT without `aud` is.
+    pub fn accept_missing_audience(mut self, accept: bool) -> Self {
+        self.accept_missing_aud = accept;
         self
     }
 
@@ -559,6 +579,7 @@ impl<C> IntrospectionBuilder<C> {
             scope_claim: self.scope_claim,
             allow_http: self.allow_http,
             any_audience: self.any_audience,
+            accept_missing_aud: self.accept_missing_aud,
             _claims: PhantomData,
         }
     }
@@ -619,6 +640,7 @@ impl<C> IntrospectionBuilder<C> {
                     .into_iter()
                     .map(String::into_boxed_str)
                     .collect(),
+                accept_missing_aud: self.accept_missing_aud,
                 http: HttpClient::new(self.http_timeout, self.max_response_bytes)?,
                 cache,
                 max_ttl: self.max_ttl,
