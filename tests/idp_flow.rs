@@ -611,8 +611,9 @@ fn collect_lines(
 /// The example binary Cargo built next to this test's binary (`target/<profile>/examples`),
 /// refused when missing or older than a source it was built from.
 fn example_binary(name: &str) -> PathBuf {
-    let hint =
-        format!("build it with `cargo build --example {name}` (plain `cargo test` does too)");
+    let hint = format!(
+        "build it with `cargo build --all-features --example {name}` (plain `cargo test` does too; `cargo test --test …` alone does not)"
+    );
     let exe = std::env::current_exe().expect("the test binary's path");
     // target/<profile>/deps/idp_flow-<hash> → target/<profile>/examples/<name>
     let examples = exe
