@@ -84,7 +84,8 @@ impl<A, R> BearerAuthLayer<A, R> {
     }
 
     /// Also reads the token from the header `name` (its whole value is the token).
-    /// Default: off.
+    /// `Authorization` is always read as `Bearer` credentials; naming it here changes
+    /// nothing. Default: off.
     pub fn token_from_header(mut self, name: HeaderName) -> Self {
         self.config().source.header = Some(name);
         self

@@ -40,20 +40,27 @@ impl TokenSource {
         headers: &'r HeaderMap,
         uri: &'r Uri,
     ) -> Result<Option<Cow<'r, str>>, AuthError> {
-        let mut found = authorization(headers)?.map(Cow::Borrowed);
-        if let Some(name) = &self.header {
+        // Each candidate meets the length cap as soon as it is found, before it is compared
+        // with the others or looked at any further.
+        let capped = |token: Option<Cow<'r, str>>| match token {
+            Some(token) if token.len() > self.max_len => Err(too_long()),
+            token => Ok(token),
+        };
+        let mut found = capped(authorization(headers)?.map(Cow::Borrowed))?;
+        // `Authorization` is always read; naming it again adds nothing.
+        if let Some(name) = self.header.as_ref().filter(|n| *n != header::AUTHORIZATION) {
             let token = single(headers.get_all(name).iter().map(|v| {
                 v.to_str().map_err(|_| {
                     AuthError::invalid_request("the token header is not visible ASCII")
                 })
             }))?;
-            found = merge(found, token.map(Cow::Borrowed))?;
+            found = merge(found, capped(token.map(Cow::Borrowed))?)?;
         }
         if let Some(name) = &self.cookie {
-            found = merge(found, cookie(headers, name)?.map(Cow::Borrowed))?;
+            found = merge(found, capped(cookie(headers, name)?.map(Cow::Borrowed))?)?;
         }
         if self.query {
-            found = merge(found, query(uri)?)?;
+            found = merge(found, capped(query(uri, self.max_len)?)?)?;
         }
         match found {
             Some(token) => check(&token, self.max_len).map(|()| Some(token)),
@@ -129,24 +136,38 @@ fn cookie<'r>(headers: &'r HeaderMap, name: &str) -> Result<Option<&'r str>, Aut
     single(pairs)
 }
 
-fn query(uri: &Uri) -> Result<Option<Cow<'_, str>>, AuthError> {
+fn query(uri: &Uri, max_len: usize) -> Result<Option<Cow<'_, str>>, AuthError> {
     let Some(query) = uri.query() else {
         return Ok(None);
     };
     let mut found = None;
-    for (key, value) in form_urlencoded::parse(query.as_bytes()) {
-        if key == "access_token" {
-            found = merge(found, Some(value))?;
+    for pair in query.split('&') {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if !form_urlencoded::parse(key.as_bytes()).any(|(k, _)| k == "access_token") {
+            continue;
         }
+        // Decoding only shortens a value: a raw value over three times the cap (`%XX` per
+        // byte) is too long whatever it decodes to, and is never decoded.
+        if value.len() > max_len.saturating_mul(3) {
+            return Err(too_long());
+        }
+        let decoded = form_urlencoded::parse(pair.as_bytes())
+            .next()
+            .map(|(_, v)| v);
+        found = merge(found, decoded)?;
     }
     Ok(found)
+}
+
+fn too_long() -> AuthError {
+    AuthError::invalid_token("the token is longer than allowed")
 }
 
 /// The token's length cap, then the RFC 6750 `b64token` grammar:
 /// `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
 fn check(token: &str, max_len: usize) -> Result<(), AuthError> {
     if token.len() > max_len {
-        return Err(AuthError::invalid_token("the token is longer than allowed"));
+        return Err(too_long());
     }
     let body = token.trim_end_matches('=');
     let valid = !body.is_empty()
@@ -318,6 +339,8 @@ mod tests {
                 Err(ErrorKind::InvalidRequest),
             ),
             ("/?access_token=a%20b", &[], Err(ErrorKind::InvalidRequest)),
+            ("/?access%5Ftoken=q2&other=1", &[], Ok(Some("q2"))),
+            ("/?access_tokenx=q3&x=access_token", &[], Ok(None)),
         ];
         for (uri, headers, expected) in table {
             let mut builder = Request::builder().uri(*uri);
@@ -328,5 +351,57 @@ mod tests {
             let expected = expected.map(|t| t.map(str::to_owned));
             assert_eq!(run(&source, &req), expected, "{uri} {headers:?}");
         }
+    }
+
+    #[test]
+    fn the_length_cap_comes_before_conflicts_and_decoding() {
+        let source = TokenSource {
+            header: Some(HeaderName::from_static("x-token")),
+            cookie: Some("at".into()),
+            query: true,
+            max_len: 4,
+        };
+        let long = "abcde";
+        let encoded_long = "%61".repeat(13); // 39 bytes raw, over three times the cap
+        let table: &[(String, &[(&str, &str)])] = &[
+            // An oversized token is refused as such even when another source has one too.
+            (format!("/?access_token={long}"), &[("x-token", "abcd")]),
+            ("/".into(), &[("x-token", long), ("cookie", "at=abcd")]),
+            (
+                "/".into(),
+                &[("authorization", "Bearer abcde"), ("cookie", "at=ab")],
+            ),
+            (format!("/?access_token={encoded_long}"), &[]),
+        ];
+        for (uri, headers) in table {
+            let mut builder = Request::builder().uri(uri.as_str());
+            for (k, v) in *headers {
+                builder = builder.header(*k, *v);
+            }
+            let req = builder.body(()).expect("request");
+            assert_eq!(
+                run(&source, &req),
+                Err(ErrorKind::InvalidToken),
+                "{uri} {headers:?}"
+            );
+        }
+        // Percent-encoded within three times the cap: decoded, then measured.
+        let req = Request::builder()
+            .uri("/?access_token=%61%62%63%64")
+            .body(())
+            .expect("request");
+        assert_eq!(run(&source, &req), Ok(Some("abcd".into())));
+    }
+
+    #[test]
+    fn naming_authorization_as_the_token_header_changes_nothing() {
+        let source = TokenSource {
+            header: Some(header::AUTHORIZATION),
+            ..TokenSource::default()
+        };
+        assert_eq!(
+            run(&source, &with_auth("Bearer abc")),
+            Ok(Some("abc".into()))
+        );
     }
 }
