@@ -395,6 +395,18 @@ impl Config {
             return Ok(None);
         };
         let introspection = match values.optional(&INTROSPECTION_URL)? {
+            // Credentials without an endpoint are a mistake, not something to drop quietly.
+            None if values.0.contains_key(CLIENT_ID.flag)
+                || values.0.contains_key(CLIENT_SECRET.flag) =>
+            {
+                return Err(format!(
+                    "{} and {} need {} URL (or {})",
+                    CLIENT_ID.flag,
+                    CLIENT_SECRET.flag,
+                    INTROSPECTION_URL.flag,
+                    INTROSPECTION_URL.env
+                ));
+            }
             None => None,
             Some(url) => Some(IntrospectionConfig {
                 url,

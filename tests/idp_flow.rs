@@ -765,3 +765,21 @@ async fn the_protected_api_example_introspects_opaque_tokens_and_keeps_validatin
         .await
         .assert_invalid_token("GET /me with an unknown opaque token");
 }
+
+#[test]
+fn the_protected_api_example_refuses_client_credentials_without_an_endpoint() {
+    let binary = example_binary("protected_api");
+    let output = std::process::Command::new(&binary)
+        .args(["--issuer", "https://login.example.com", "--audience", "api"])
+        .args(["--client-id", "my-api", "--client-secret", "s3cr3t-value"])
+        .env_remove("PORTCULLIS_INTROSPECTION_URL")
+        .output()
+        .unwrap_or_else(|err| panic!("cannot run {}: {err}", binary.display()));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--introspection-url"), "{stderr}");
+    assert!(
+        !stderr.contains("s3cr3t-value"),
+        "the secret is echoed: {stderr}"
+    );
+}

@@ -17,6 +17,10 @@ use crate::{
 ///
 /// A request without validated scopes in its extensions (no auth layer in front, or an
 /// anonymous request under optional authentication) is answered `401`.
+///
+/// Its rejections are its own: a `realm` or a custom responder set on the
+/// `BearerAuthLayer` does not carry over, so set the same ones here with
+/// [`realm`](Self::realm) or [`on_rejection`](Self::on_rejection).
 #[derive(Clone, Debug)]
 #[must_use]
 pub struct RequireScopeLayer<R = HttpRejection> {
