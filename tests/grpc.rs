@@ -13,7 +13,7 @@ use std::{
 use futures_util::{Stream, stream};
 use jsonwebtoken::{Algorithm, EncodingKey, Header, jwk::Jwk};
 use portcullis::{
-    BearerAuthLayer, Jwt, Principal, ScopePolicy,
+    Authenticate, BearerAuthLayer, Jwt, Principal, ScopePolicy,
     grpc::{self, GrpcRejection, MethodScopesLayer},
 };
 use serde_json::json;
@@ -39,6 +39,7 @@ const AUDIENCE: &str = "https://inventory.portcullis.test";
 const KID: &str = "rsa-a";
 const GET_ITEM: &str = "/inventory.v1.Inventory/GetItem";
 const RESTOCK: &str = "/inventory.v1.Inventory/Restock";
+const LACKS_SCOPE: &str = "the token lacks a scope this resource requires";
 
 // ---------------------------------------------------------------------------------------
 // Tokens
@@ -163,7 +164,10 @@ async fn listener() -> (tokio::net::TcpListener, SocketAddr) {
 
 /// Serves `Shop` with the two layers around the whole server (`Server::layer`); the task
 /// ends with the test's runtime.
-async fn serve(auth: BearerAuthLayer<Jwt, GrpcRejection>, scopes: MethodScopesLayer) -> SocketAddr {
+async fn serve<A>(auth: BearerAuthLayer<A, GrpcRejection>, scopes: MethodScopesLayer) -> SocketAddr
+where
+    A: Authenticate + Clone + Send + Sync + 'static,
+{
     let (listener, addr) = listener().await;
     tokio::spawn(
         Server::builder()
@@ -299,20 +303,35 @@ async fn an_expired_token_is_unauthenticated() {
 #[tokio::test]
 async fn malformed_and_foreign_tokens_are_unauthenticated() {
     let addr = serve(BearerAuthLayer::new(jwt()).grpc(), scopes_layer()).await;
-    for bad in ["not-a-jwt", "a.b.c", &token("read")[..40]] {
-        let status = get_item(addr, Some(bad)).await.expect_err(bad);
-        assert_eq!(status.code(), Code::Unauthenticated, "{bad}: {status:?}");
-        assert!(!status.message().contains(bad), "{status:?}");
+    let truncated = token("read");
+    let table = [
+        ("not-a-jwt", "the token is not a signed JWT in compact form"),
+        ("a.b.c", "the token is not valid base64url"),
+        (
+            &truncated[..40],
+            "the token is not a signed JWT in compact form",
+        ),
+    ];
+    for (bad, message) in table {
+        assert_status(
+            get_item(addr, Some(bad)).await,
+            Code::Unauthenticated,
+            message,
+            // The fixed message is compared whole; the leak check needs a long token.
+            (bad.len() > 20).then_some(bad),
+        );
     }
     // Signed by the right key, but for another audience.
     let mut header = Header::new(Algorithm::RS256);
     header.kid = Some(KID.to_owned());
     let claims = json!({ "iss": ISSUER, "aud": "https://other.test", "sub": "alice", "scope": "read", "exp": now() + 300 });
     let foreign = jsonwebtoken::encode(&header, &claims, &signing_key()).expect("a token");
-    let status = get_item(addr, Some(&foreign))
-        .await
-        .expect_err("wrong audience");
-    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    assert_status(
+        get_item(addr, Some(&foreign)).await,
+        Code::Unauthenticated,
+        "the token is not meant for this audience",
+        Some(&foreign),
+    );
 }
 
 #[tokio::test]
@@ -443,10 +462,12 @@ async fn a_service_entry_covers_its_methods_unless_a_method_entry_overrides_it()
     get_item(addr, Some(&token("inventory")))
         .await
         .expect("service entry");
-    let status = restock(addr, Some(&token("inventory")), 1)
-        .await
-        .expect_err("method entry");
-    assert_eq!(status.code(), Code::PermissionDenied);
+    assert_status(
+        restock(addr, Some(&token("inventory")), 1).await,
+        Code::PermissionDenied,
+        LACKS_SCOPE,
+        None,
+    );
     restock(addr, Some(&token("admin")), 1)
         .await
         .expect("admin");
@@ -457,12 +478,18 @@ async fn layers_can_wrap_a_single_service() {
     let addr = serve_wrapped(BearerAuthLayer::new(jwt()).grpc(), scopes_layer()).await;
     let item = get_item(addr, Some(&token("read"))).await.expect("OK");
     assert_eq!(item.requested_by, "alice");
-    let status = get_item(addr, None).await.expect_err("no token");
-    assert_eq!(status.code(), Code::Unauthenticated);
-    let status = restock(addr, Some(&token("read")), 1)
-        .await
-        .expect_err("no write");
-    assert_eq!(status.code(), Code::PermissionDenied);
+    assert_status(
+        get_item(addr, None).await,
+        Code::Unauthenticated,
+        "no bearer token in the request",
+        None,
+    );
+    assert_status(
+        restock(addr, Some(&token("read")), 1).await,
+        Code::PermissionDenied,
+        LACKS_SCOPE,
+        None,
+    );
 }
 
 #[tokio::test]
@@ -471,11 +498,112 @@ async fn a_layer_wide_scope_requirement_is_permission_denied_too() {
         .require_scopes(ScopePolicy::all(["inventory"]))
         .grpc();
     let addr = serve(auth, scopes_layer().allow_unmapped(true)).await;
-    let status = get_item(addr, Some(&token("read")))
-        .await
-        .expect_err("no inventory");
-    assert_eq!(status.code(), Code::PermissionDenied);
+    assert_status(
+        get_item(addr, Some(&token("read"))).await,
+        Code::PermissionDenied,
+        LACKS_SCOPE,
+        None,
+    );
     get_item(addr, Some(&token("inventory read")))
         .await
         .expect("OK");
+}
+
+#[cfg(feature = "introspection")]
+#[tokio::test]
+async fn an_unreachable_introspection_endpoint_is_unavailable() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("a loopback port")
+        .local_addr()
+        .expect("a local address");
+    let introspection = portcullis::Introspection::builder()
+        .issuer(ISSUER)
+        .endpoint(format!("http://{closed}/introspect"))
+        .client_credentials("inventory-api", "inventory-secret")
+        .audience(AUDIENCE)
+        .http_timeout(Duration::from_millis(500))
+        .build()
+        .expect("a valid configuration");
+    let addr = serve(BearerAuthLayer::new(introspection).grpc(), scopes_layer()).await;
+    let opaque = "2YotnFZFEjr1zCsicMWpAA";
+    assert_status(
+        get_item(addr, Some(opaque)).await,
+        Code::Unavailable,
+        "the token introspection endpoint cannot be used",
+        Some(opaque),
+    );
+}
+
+/// The rejection's wire shape, seen by a plain HTTP/2 client: a trailers-only gRPC answer
+/// (HTTP 200, `application/grpc`, `grpc-status` and `grpc-message` in the headers, no body).
+#[tokio::test]
+async fn rejections_are_trailers_only_grpc_answers_on_the_wire() {
+    let addr = serve(BearerAuthLayer::new(jwt()).grpc(), scopes_layer()).await;
+    let http = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .expect("an HTTP/2 client");
+    // One empty, uncompressed gRPC message: flag 0, length 0.
+    let frame = vec![0u8; 5];
+    let call = |path: &str, token: Option<String>| {
+        let mut request = http
+            .post(format!("http://{addr}{path}"))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(frame.clone());
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+
+    let cases = [
+        (GET_ITEM, None, "16", "no bearer token in the request"),
+        (RESTOCK, Some(token("read")), "7", LACKS_SCOPE),
+    ];
+    for (path, token, code, message) in cases {
+        let response = call(path, token).await.expect("an HTTP/2 answer");
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        assert_eq!(response.status(), reqwest::StatusCode::OK, "{path}");
+        assert_eq!(header("content-type").as_deref(), Some("application/grpc"));
+        assert_eq!(header("grpc-status").as_deref(), Some(code), "{path}");
+        let encoded = header("grpc-message").expect("a grpc-message");
+        let decoded = percent_decode(&encoded);
+        assert_eq!(decoded, message, "{path}");
+        let body = response.bytes().await.expect("a body");
+        assert!(
+            body.is_empty(),
+            "{path}: a trailers-only answer has no body"
+        );
+    }
+}
+
+/// `grpc-message` is percent-encoded (gRPC over HTTP/2, "Responses").
+fn percent_decode(value: &str) -> String {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (b, hex) {
+            (b'%', Some(decoded)) => {
+                out.push(decoded);
+                i += 3;
+            }
+            _ => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).expect("UTF-8")
 }
