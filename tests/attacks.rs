@@ -4,6 +4,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use axum::{
     Router,
     body::Body,
@@ -11,8 +13,8 @@ use axum::{
 };
 use base64::{Engine as _, engine::general_purpose::STANDARD};
 use common::{
-    AUDIENCE, ISSUER, IssuerServer, Raw, TestKey, b64, default_claims, header_for, jwks, mint,
-    mint_with_header, now, routes, rsa_public_key, send,
+    AUDIENCE, ISSUER, IssuerServer, Logs, Raw, TestKey, b64, default_claims, header_for, jwks,
+    mint, mint_with_header, now, routes, rsa_public_key, send,
 };
 use jsonwebtoken::{Algorithm as JwtAlg, EncodingKey};
 use portcullis::{Algorithm, BearerAuthLayer, ErrorKind, Jwt};
@@ -943,19 +945,14 @@ fn leak_needles(token: &str) -> Vec<&str> {
     needles
 }
 
-#[tokio::test]
-async fn hostile_tokens_and_requests_table() {
-    // An attacker-controlled key server: nothing may ever fetch from it.
-    let attacker = TestKey::rsa_b().with_kid("attacker");
-    let attacker_server = IssuerServer::start(jwks(&[&attacker])).await;
-    let apps = apps().await;
-    let cases = build_cases(attacker_server.issuer());
-    let logs = common::logs();
-    assert!(cases.len() > 100, "{} cases", cases.len());
-
+/// Sends every case to the app of its kind (cases without one are skipped) and lists what
+/// went wrong: status, error code, a rejection body, the `AuthError`, leaks.
+async fn run_cases(apps: &[(Which, Router)], cases: &[Case], logs: &Logs) -> Vec<String> {
     let mut failures = Vec::new();
-    for case in &cases {
-        let app = &apps.iter().find(|(w, _)| *w == case.which).expect("app").1;
+    for case in cases {
+        let Some((_, app)) = apps.iter().find(|(w, _)| *w == case.which) else {
+            continue;
+        };
         let mut request = Request::builder().uri("/me");
         for (name, value) in &case.headers {
             request = request.header(name, value);
@@ -1021,6 +1018,20 @@ async fn hostile_tokens_and_requests_table() {
             ));
         }
     }
+    failures
+}
+
+#[tokio::test]
+async fn hostile_tokens_and_requests_table() {
+    // An attacker-controlled key server: nothing may ever fetch from it.
+    let attacker = TestKey::rsa_b().with_kid("attacker");
+    let attacker_server = IssuerServer::start(jwks(&[&attacker])).await;
+    let apps = apps().await;
+    let cases = build_cases(attacker_server.issuer());
+    let logs = common::logs();
+    assert!(cases.len() > 100, "{} cases", cases.len());
+
+    let failures = run_cases(&apps, &cases, &logs).await;
     assert!(
         logs.text().contains("portcullis::rejection"),
         "the log capture saw no rejection: {:?}",
@@ -1037,6 +1048,52 @@ async fn hostile_tokens_and_requests_table() {
         failures.len(),
         cases.len(),
         failures.join("\n")
+    );
+}
+
+/// The same table against keys fetched from a JWKS endpoint: hostile `kid`s, `jku`s and
+/// kid-less tokens may make at most one refetch per cooldown, never one per request, and
+/// never a fetch from anywhere else.
+#[tokio::test]
+async fn hostile_tokens_against_a_fetched_key_set() {
+    let attacker = TestKey::rsa_b().with_kid("attacker");
+    let attacker_server = IssuerServer::start(jwks(&[&attacker])).await;
+    let keys = [
+        TestKey::rsa_a(),
+        TestKey::rsa_a_ps256(),
+        TestKey::ec_p256(),
+        TestKey::ec_p384(),
+        TestKey::ed25519(),
+    ];
+    let issuer = IssuerServer::start(jwks(&keys.iter().collect::<Vec<_>>())).await;
+    let jwt = Jwt::builder()
+        .issuer_with_jwks_uri(ISSUER, issuer.jwks_uri())
+        .audience(AUDIENCE)
+        .jwks_refresh_cooldown(Duration::from_secs(600))
+        .build()
+        .expect("config");
+    let apps = [(Which::Default, routes().layer(BearerAuthLayer::new(jwt)))];
+    let cases = build_cases(attacker_server.issuer());
+    let fetched = cases.iter().filter(|c| c.which == Which::Default).count();
+    assert!(fetched > 50, "{fetched} cases");
+    let logs = common::logs();
+
+    let failures = run_cases(&apps, &cases, &logs).await;
+    assert!(
+        failures.is_empty(),
+        "{} of {fetched} cases failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert!(
+        issuer.jwks_hits() <= 2,
+        "{} fetches: the first, then at most one refetch per cooldown",
+        issuer.jwks_hits()
+    );
+    assert_eq!(
+        attacker_server.total_hits(),
+        0,
+        "a token made us fetch from the attacker"
     );
 }
 
