@@ -66,8 +66,9 @@
 //!   configured. Each key accepts only the algorithms of its type (and its `alg`), narrowed
 //!   by the allowlist; RSA keys under 2048 bits, keys with private members, keys not for
 //!   signatures are skipped.
-//! - Keys are only ever taken from the issuer's own JWK Set by exact `kid`: the header's
-//!   `jku`, `x5u`, `jwk` and `x5c` are ignored. `crit`, `b64`, JWE headers, token types
+//! - Keys are only ever taken from the issuer's own JWK Set by exact `kid` (a token without
+//!   `kid` is tried against at most 4 keys that fit its `alg`): the header's `jku`, `x5u`,
+//!   `jwk` and `x5c` are ignored. `crit`, `b64`, JWE headers, token types
 //!   other than access tokens (`typ`) and sender-constrained tokens (`cnf`) are rejected.
 //! - Introspection requires an audience too (unless `dangerous_accept_any_audience`),
 //!   accepts only `active: true` and refuses refresh tokens.

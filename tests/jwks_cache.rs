@@ -693,6 +693,48 @@ async fn a_fetch_completes_even_when_every_waiter_gives_up() {
 }
 
 #[tokio::test]
+async fn a_token_without_kid_is_checked_against_each_key_that_fits_its_alg() {
+    // Mid-rotation: two RSA keys and an EC key, the token names none of them.
+    let old = TestKey::rsa_a().with_kid("old");
+    let new = TestKey::rsa_b().with_kid("new");
+    let ec = TestKey::ec_p256();
+    let server = IssuerServer::start(jwks(&[&old, &new, &ec])).await;
+    let app = app(with_jwks_uri(&server).build().expect("config"));
+    let kidless = |key: &TestKey, sub: &str| {
+        let header = serde_json::json!({ "alg": common::alg_name(key.alg), "typ": "at+jwt" });
+        let mut claims = default_claims(server.issuer(), AUDIENCE);
+        claims["sub"] = serde_json::json!(sub);
+        common::mint_with_header(key, header, claims)
+    };
+
+    for key in [&old, &new, &ec] {
+        let answer = call(&app, "/me", Some(&kidless(key, "user-1"))).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::OK,
+            "{}: {:?}",
+            key.kid,
+            answer.error
+        );
+        assert_eq!(answer.json()["sub"], "user-1");
+    }
+    // Another subject under a signature made for the first: no key verifies it.
+    let genuine = kidless(&old, "user-1");
+    let forged_claims = kidless(&new, "mallory");
+    let (Some(signature), Some(payload)) =
+        (genuine.rsplit('.').next(), forged_claims.split('.').nth(1))
+    else {
+        panic!("compact tokens");
+    };
+    let header = genuine.split('.').next().unwrap_or_default();
+    let forged = format!("{header}.{payload}.{signature}");
+    let answer = call(&app, "/me", Some(&forged)).await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(answer.error_code(), Some("invalid_token"));
+    assert_eq!(server.jwks_hits(), 1, "no refetch for a bad signature");
+}
+
+#[tokio::test]
 async fn a_warm_up_warms_every_issuer_even_when_one_fails() {
     let key_a = TestKey::rsa_a();
     let key_b = TestKey::ec_p256();

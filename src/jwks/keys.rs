@@ -19,6 +19,10 @@ pub(crate) struct Key {
     pub(crate) key: DecodingKey,
 }
 
+/// The most keys a token without a `kid` is tried against: enough for an issuer in the
+/// middle of a rotation, few enough that a forged token costs a bounded number of checks.
+pub(crate) const MAX_KIDLESS_CANDIDATES: usize = 4;
+
 /// The usable keys of one JWK Set.
 #[derive(Default)]
 pub(crate) struct KeySet {
@@ -26,20 +30,26 @@ pub(crate) struct KeySet {
 }
 
 impl KeySet {
-    /// The key for a token's `kid` and `alg`. Without a `kid`, the one key that can verify
-    /// `alg`, if there is exactly one.
-    pub(crate) fn find(&self, kid: Option<&str>, alg: Algorithm) -> Option<&Key> {
-        match kid {
-            Some(kid) => self
-                .keys
-                .iter()
-                .find(|k| k.kid.as_deref() == Some(kid) && k.algs.contains(alg)),
-            None => {
-                let mut candidates = self.keys.iter().filter(|k| k.algs.contains(alg));
-                let first = candidates.next()?;
-                candidates.next().is_none().then_some(first)
-            }
-        }
+    /// The keys that may have signed a token with this `kid` and `alg`: the one key with
+    /// that `kid` (exact match); without a `kid`, the first [`MAX_KIDLESS_CANDIDATES`] keys
+    /// that accept `alg`, in the order of the set.
+    pub(crate) fn candidates<'s>(
+        &'s self,
+        kid: Option<&'s str>,
+        alg: Algorithm,
+    ) -> impl Iterator<Item = &'s Key> + 's {
+        let usable = self.keys.iter().filter(move |k| k.algs.contains(alg));
+        let (by_kid, kidless) = match kid {
+            Some(kid) => (
+                Some(usable.clone().find(|k| k.kid.as_deref() == Some(kid))),
+                None,
+            ),
+            None => (None, Some(usable.take(MAX_KIDLESS_CANDIDATES))),
+        };
+        by_kid
+            .flatten()
+            .into_iter()
+            .chain(kidless.into_iter().flatten())
     }
 
     /// Whether a key with this `kid` exists, whatever its algorithms.
@@ -291,15 +301,36 @@ mod tests {
         );
         let set = parse(doc.as_bytes(), AlgSet::of(Algorithm::ALL)).expect("set");
         assert_eq!(set.keys.len(), 1);
-        assert!(set.find(Some("good"), Algorithm::RS256).is_some());
-        assert!(set.find(Some("good"), Algorithm::ES256).is_none());
-        assert!(set.find(Some("GOOD"), Algorithm::RS256).is_none());
-        assert!(
-            set.find(None, Algorithm::RS256).is_some(),
-            "the only RSA key"
-        );
+        let count = |kid, alg| set.candidates(kid, alg).count();
+        assert_eq!(count(Some("good"), Algorithm::RS256), 1);
+        assert_eq!(count(Some("good"), Algorithm::ES256), 0);
+        assert_eq!(count(Some("GOOD"), Algorithm::RS256), 0);
+        assert_eq!(count(None, Algorithm::RS256), 1, "the only RSA key");
         for doc in ["[]", "{}", r#"{"keys":{}}"#, "null", "{"] {
             assert!(parse(doc.as_bytes(), AlgSet::RSA).is_err(), "{doc}");
         }
+    }
+
+    #[test]
+    fn kidless_tokens_get_a_bounded_list_of_candidates() {
+        let rsa = |kid: &str| format!(r#"{{"kty":"RSA","kid":"{kid}","n":"{N}","e":"AQAB"}}"#);
+        let keys: Vec<String> = (0..6).map(|i| rsa(&format!("k{i}"))).collect();
+        let doc = format!(r#"{{"keys":[{}]}}"#, keys.join(","));
+        let set = parse(doc.as_bytes(), AlgSet::of(Algorithm::ALL)).expect("set");
+        let kids: Vec<_> = set
+            .candidates(None, Algorithm::RS256)
+            .map(|k| k.kid.as_deref().unwrap_or_default())
+            .collect();
+        assert_eq!(kids, ["k0", "k1", "k2", "k3"]);
+        assert_eq!(set.candidates(None, Algorithm::ES256).count(), 0);
+        let kids: Vec<_> = set
+            .candidates(Some("k5"), Algorithm::RS256)
+            .map(|k| k.kid.as_deref().unwrap_or_default())
+            .collect();
+        assert_eq!(
+            kids,
+            ["k5"],
+            "a kid selects one key, however many there are"
+        );
     }
 }

@@ -213,7 +213,8 @@ where
                 .into());
             }
         };
-        let Some(key) = keys.find(kid, header.alg) else {
+        let mut candidates = keys.candidates(kid, header.alg).peekable();
+        if candidates.peek().is_none() {
             // An unknown `kid` may mean the issuer rotated its keys: fetch them once. A
             // known `kid` with another algorithm is an attack, not a rotation.
             let known = kid.is_some_and(|k| keys.has_kid(k));
@@ -225,15 +226,18 @@ where
             } else {
                 AuthError::invalid_token("no trusted key matches the token").into()
             });
-        };
+        }
         let message = &token[..h64.len() + 1 + p64.len()];
-        let verified = jsonwebtoken::crypto::verify(
-            s64,
-            message.as_bytes(),
-            &key.key,
-            header.alg.to_jsonwebtoken(),
-        )
-        .unwrap_or(false);
+        // One candidate with a `kid`; a few without (see `MAX_KIDLESS_CANDIDATES`).
+        let verified = candidates.any(|key| {
+            jsonwebtoken::crypto::verify(
+                s64,
+                message.as_bytes(),
+                &key.key,
+                header.alg.to_jsonwebtoken(),
+            )
+            .unwrap_or(false)
+        });
         if !verified {
             return Err(AuthError::invalid_token("the token's signature does not verify").into());
         }
