@@ -453,7 +453,8 @@ impl<C> JwtBuilder<C> {
     }
 
     /// Timeout of each call to the issuer (discovery, JWKS). Default: 5 seconds; at most
-    /// 10 minutes.
+    /// 10 minutes. A first fetch through discovery makes up to three calls (OpenID
+    /// metadata, RFC 8414 metadata, the key set), so it can take up to three times this.
     pub fn http_timeout(mut self, timeout: Duration) -> Self {
         self.http_timeout = timeout;
         self
