@@ -27,6 +27,10 @@
 //!     --client-id my-api --client-secret "$CLIENT_SECRET"
 //! ```
 //!
+//! Introspection answers must name this API in `aud`; for an issuer that leaves `aud` out
+//! of them, add `--introspection-missing-aud accept` (an `aud` that is present is still
+//! checked).
+//!
 //! Run with `--help` for every option. Logs go through `tracing-subscriber`; set `RUST_LOG`
 //! to change the default `info,portcullis=debug` (rejections are logged by portcullis at
 //! DEBUG under the target `portcullis::rejection`).
@@ -102,7 +106,8 @@ async fn main() -> ExitCode {
             let introspection = Introspection::builder()
                 .issuer(&config.issuers[0])
                 .endpoint(&intro.url)
-                .client_credentials(&intro.client_id, &intro.client_secret);
+                .client_credentials(&intro.client_id, &intro.client_secret)
+                .accept_missing_audience(intro.accept_missing_aud);
             let introspection = config
                 .audiences
                 .iter()
@@ -350,13 +355,22 @@ const CLIENT_SECRET: Opt = Opt {
     many: false,
     default: None,
 };
-const OPTIONS: [&Opt; 6] = [
+const MISSING_AUD: Opt = Opt {
+    flag: "--introspection-missing-aud",
+    env: "PORTCULLIS_INTROSPECTION_MISSING_AUD",
+    value: "refuse|accept",
+    help: "introspection answers without `aud`: refuse, or accept (issuers that omit it)",
+    many: false,
+    default: Some("refuse"),
+};
+const OPTIONS: [&Opt; 7] = [
     &ISSUER,
     &AUDIENCE,
     &ADDR,
     &INTROSPECTION_URL,
     &CLIENT_ID,
     &CLIENT_SECRET,
+    &MISSING_AUD,
 ];
 
 /// Where and as whom opaque tokens are introspected.
@@ -364,6 +378,7 @@ struct IntrospectionConfig {
     url: String,
     client_id: String,
     client_secret: String,
+    accept_missing_aud: bool,
 }
 
 impl std::fmt::Debug for IntrospectionConfig {
@@ -372,6 +387,7 @@ impl std::fmt::Debug for IntrospectionConfig {
             .field("url", &self.url)
             .field("client_id", &self.client_id)
             .field("client_secret", &"[redacted]")
+            .field("accept_missing_aud", &self.accept_missing_aud)
             .finish()
     }
 }
@@ -412,6 +428,16 @@ impl Config {
                 url,
                 client_id: values.single(&CLIENT_ID)?,
                 client_secret: values.single(&CLIENT_SECRET)?,
+                accept_missing_aud: match values.single(&MISSING_AUD)?.as_str() {
+                    "refuse" => false,
+                    "accept" => true,
+                    other => {
+                        return Err(format!(
+                            "{} takes `refuse` or `accept`, not `{other}`",
+                            MISSING_AUD.flag
+                        ));
+                    }
+                },
             }),
         };
         Ok(Some(Self {
@@ -513,7 +539,7 @@ fn missing(opt: &Opt) -> String {
 fn usage() -> String {
     let mut text = String::from(
         "protected_api: an HTTP API behind portcullis (OAuth 2.0 bearer tokens)\n\n\
-         Usage: protected_api --issuer URL --audience AUD [--addr HOST:PORT]\n         \x20      [--introspection-url URL --client-id ID --client-secret SECRET]\n\nOptions:\n",
+         Usage: protected_api --issuer URL --audience AUD [--addr HOST:PORT]\n         \x20      [--introspection-url URL --client-id ID --client-secret SECRET\n         \x20       [--introspection-missing-aud refuse|accept]]\n\nOptions:\n",
     );
     for opt in OPTIONS {
         let left = format!("{} {}", opt.flag, opt.value);
@@ -522,7 +548,12 @@ fn usage() -> String {
             .map(|d| format!(" (default {d})"))
             .unwrap_or_default();
         let list = if opt.many { ", comma-separated" } else { "" };
-        let _ = writeln!(text, "  {left:<26}{}{default}", opt.help);
+        if left.len() >= 26 {
+            let _ = writeln!(text, "  {left}");
+            let _ = writeln!(text, "  {:<26}{}{default}", "", opt.help);
+        } else {
+            let _ = writeln!(text, "  {left:<26}{}{default}", opt.help);
+        }
         let _ = writeln!(text, "  {:<26}[env: {}{list}]", "", opt.env);
     }
     text.push_str(
