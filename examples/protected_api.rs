@@ -107,7 +107,7 @@ async fn main() -> ExitCode {
                 .issuer(&config.issuers[0])
                 .endpoint(&intro.url)
                 .client_credentials(&intro.client_id, &intro.client_secret)
-                .accept_missing_audience(intro.accept_missing_aud);
+                .dangerous_accept_missing_audience(intro.accept_missing_aud);
             let introspection = config
                 .audiences
                 .iter()
@@ -359,9 +359,9 @@ const MISSING_AUD: Opt = Opt {
     flag: "--introspection-missing-aud",
     env: "PORTCULLIS_INTROSPECTION_MISSING_AUD",
     value: "refuse|accept",
-    help: "introspection answers without `aud`: refuse, or accept (issuers that omit it)",
+    help: "introspection answers without `aud`: refuse (the default), or accept (issuers that omit it)",
     many: false,
-    default: Some("refuse"),
+    default: None,
 };
 const OPTIONS: [&Opt; 7] = [
     &ISSUER,
@@ -411,14 +411,17 @@ impl Config {
             return Ok(None);
         };
         let introspection = match values.optional(&INTROSPECTION_URL)? {
-            // Credentials without an endpoint are a mistake, not something to drop quietly.
-            None if values.0.contains_key(CLIENT_ID.flag)
-                || values.0.contains_key(CLIENT_SECRET.flag) =>
+            // Introspection settings without an endpoint are a mistake, not something to
+            // drop quietly.
+            None if [&CLIENT_ID, &CLIENT_SECRET, &MISSING_AUD]
+                .iter()
+                .any(|opt| values.0.contains_key(opt.flag)) =>
             {
                 return Err(format!(
-                    "{} and {} need {} URL (or {})",
+                    "{}, {} and {} need {} URL (or {})",
                     CLIENT_ID.flag,
                     CLIENT_SECRET.flag,
+                    MISSING_AUD.flag,
                     INTROSPECTION_URL.flag,
                     INTROSPECTION_URL.env
                 ));
@@ -428,10 +431,10 @@ impl Config {
                 url,
                 client_id: values.single(&CLIENT_ID)?,
                 client_secret: values.single(&CLIENT_SECRET)?,
-                accept_missing_aud: match values.single(&MISSING_AUD)?.as_str() {
-                    "refuse" => false,
-                    "accept" => true,
-                    other => {
+                accept_missing_aud: match values.optional(&MISSING_AUD)?.as_deref() {
+                    None | Some("refuse") => false,
+                    Some("accept") => true,
+                    Some(other) => {
                         return Err(format!(
                             "{} takes `refuse` or `accept`, not `{other}`",
                             MISSING_AUD.flag

@@ -70,8 +70,9 @@
 //!   `kid` is tried against at most 4 keys that fit its `alg`): the header's `jku`, `x5u`,
 //!   `jwk` and `x5c` are ignored. `crit`, `b64`, JWE headers, token types
 //!   other than access tokens (`typ`) and sender-constrained tokens (`cnf`) are rejected.
-//! - Introspection requires an audience too (unless `dangerous_accept_any_audience`),
-//!   accepts only `active: true` and refuses refresh tokens.
+//! - Introspection requires an audience too and refuses answers without `aud` (unless
+//!   `dangerous_accept_any_audience` / `dangerous_accept_missing_audience`), accepts only
+//!   `active: true` and refuses refresh tokens.
 //! - With several issuers, the token's `iss` picks the issuer before any key is looked
 //!   at, and only that issuer's keys can verify it.
 //! - Outbound calls refuse redirects and non-`200` answers, time out (5 s) and cap bodies

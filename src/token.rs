@@ -42,22 +42,23 @@ impl TokenSource {
     ) -> Result<Option<Cow<'r, str>>, AuthError> {
         // Each candidate meets the length cap as soon as it is found, before it is compared
         // with the others or looked at any further.
+        let max = self.max_len;
         let capped = |token: Option<Cow<'r, str>>| match token {
-            Some(token) if token.len() > self.max_len => Err(too_long()),
+            Some(token) if token.len() > max => Err(too_long()),
             token => Ok(token),
         };
         let mut found = capped(authorization(headers)?.map(Cow::Borrowed))?;
         // `Authorization` is always read; naming it again adds nothing.
         if let Some(name) = self.header.as_ref().filter(|n| *n != header::AUTHORIZATION) {
-            let token = single(headers.get_all(name).iter().map(|v| {
+            let values = headers.get_all(name).iter().map(|v| {
                 v.to_str().map_err(|_| {
                     AuthError::invalid_request("the token header is not visible ASCII")
                 })
-            }))?;
-            found = merge(found, capped(token.map(Cow::Borrowed))?)?;
+            });
+            found = merge(found, single(values, max)?.map(Cow::Borrowed))?;
         }
         if let Some(name) = &self.cookie {
-            found = merge(found, capped(cookie(headers, name)?.map(Cow::Borrowed))?)?;
+            found = merge(found, cookie(headers, name, max)?.map(Cow::Borrowed))?;
         }
         if self.query {
             found = merge(found, capped(query(uri, self.max_len)?)?)?;
@@ -81,19 +82,25 @@ fn merge<'r>(
     }
 }
 
-/// At most one item; two is a malformed request.
+/// At most one item; two is a malformed request. An item over `max_len` is refused as too
+/// long first, whichever of the two it is.
 fn single<'r>(
     mut items: impl Iterator<Item = Result<&'r str, AuthError>>,
+    max_len: usize,
 ) -> Result<Option<&'r str>, AuthError> {
-    let Some(first) = items.next() else {
+    let Some(first) = items.next().transpose()? else {
         return Ok(None);
     };
-    if items.next().is_some() {
+    let second = items.next().transpose()?;
+    if first.len() > max_len || second.is_some_and(|s| s.len() > max_len) {
+        return Err(too_long());
+    }
+    if second.is_some() {
         return Err(AuthError::invalid_request(
             "the request carries more than one access token",
         ));
     }
-    first.map(Some)
+    Ok(Some(first))
 }
 
 /// The token of an `Authorization: Bearer` header; another scheme counts as no token.
@@ -123,7 +130,11 @@ fn authorization(headers: &HeaderMap) -> Result<Option<&str>, AuthError> {
     Ok(Some(token))
 }
 
-fn cookie<'r>(headers: &'r HeaderMap, name: &str) -> Result<Option<&'r str>, AuthError> {
+fn cookie<'r>(
+    headers: &'r HeaderMap,
+    name: &str,
+    max_len: usize,
+) -> Result<Option<&'r str>, AuthError> {
     let pairs = headers
         .get_all(header::COOKIE)
         .iter()
@@ -133,7 +144,7 @@ fn cookie<'r>(headers: &'r HeaderMap, name: &str) -> Result<Option<&'r str>, Aut
             let (k, v) = pair.trim().split_once('=')?;
             (k == name).then(|| Ok(v.trim_matches('"')))
         });
-    single(pairs)
+    single(pairs, max_len)
 }
 
 fn query(uri: &Uri, max_len: usize) -> Result<Option<Cow<'_, str>>, AuthError> {
@@ -154,6 +165,9 @@ fn query(uri: &Uri, max_len: usize) -> Result<Option<Cow<'_, str>>, AuthError> {
         let decoded = form_urlencoded::parse(pair.as_bytes())
             .next()
             .map(|(_, v)| v);
+        if decoded.as_ref().is_some_and(|v| v.len() > max_len) {
+            return Err(too_long());
+        }
         found = merge(found, decoded)?;
     }
     Ok(found)
@@ -372,6 +386,15 @@ mod tests {
                 &[("authorization", "Bearer abcde"), ("cookie", "at=ab")],
             ),
             (format!("/?access_token={encoded_long}"), &[]),
+            // Too long and repeated, in either order: too long, not "more than one".
+            (format!("/?access_token={long}&access_token=ab"), &[]),
+            (format!("/?access_token=ab&access_token={long}"), &[]),
+            (
+                format!("/?access_token={encoded_long}&access_token=ab"),
+                &[],
+            ),
+            ("/".into(), &[("x-token", "ab"), ("x-token", long)]),
+            ("/".into(), &[("cookie", "at=abcde; at=ab")]),
         ];
         for (uri, headers) in table {
             let mut builder = Request::builder().uri(uri.as_str());

@@ -731,7 +731,47 @@ async fn a_token_without_kid_is_checked_against_each_key_that_fits_its_alg() {
     let answer = call(&app, "/me", Some(&forged)).await;
     assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
     assert_eq!(answer.error_code(), Some("invalid_token"));
-    assert_eq!(server.jwks_hits(), 1, "no refetch for a bad signature");
+    assert_eq!(
+        server.jwks_hits(),
+        1,
+        "no refetch within the cooldown after the first fetch"
+    );
+}
+
+#[tokio::test]
+async fn a_token_without_kid_from_a_key_not_yet_fetched_refetches_once() {
+    let old = TestKey::rsa_a().with_kid("old");
+    let server = IssuerServer::start(jwks(&[&old])).await;
+    let app = app(with_jwks_uri(&server)
+        .jwks_refresh_cooldown(Duration::from_millis(100))
+        .build()
+        .expect("config"));
+    let kidless = |key: &TestKey| {
+        let header = serde_json::json!({ "alg": common::alg_name(key.alg), "typ": "at+jwt" });
+        common::mint_with_header(key, header, default_claims(server.issuer(), AUDIENCE))
+    };
+    let answer = call(&app, "/me", Some(&kidless(&old))).await;
+    assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.error);
+    assert_eq!(server.jwks_hits(), 1);
+
+    // The issuer starts signing with a new RSA key, without `kid`.
+    let new = TestKey::rsa_b().with_kid("new");
+    server.set_jwks(jwks(&[&old, &new]));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let answer = call(&app, "/me", Some(&kidless(&new))).await;
+    assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.error);
+    assert_eq!(server.jwks_hits(), 2, "one refetch found the new key");
+
+    // A forged kid-less token refetches at most once per cooldown, not once per request.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut forged = kidless(&new);
+    forged.truncate(forged.len() - 4);
+    forged.push_str("AAAA");
+    for _ in 0..5 {
+        let answer = call(&app, "/me", Some(&forged)).await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(server.jwks_hits(), 3, "one refetch for five forged tokens");
 }
 
 #[tokio::test]

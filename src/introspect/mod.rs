@@ -503,11 +503,14 @@ impl<C> IntrospectionBuilder<C> {
         self
     }
 
-    /// Accepts an answer that carries no `aud` at all, for issuers that leave it out of
-    /// their introspection answers (RFC 7662 makes it optional). An answer that does carry
-    /// `aud` must still contain a configured [`audience`](Self::audience). Default: `false`:
-    /// an answer without `aud` is refused, as a JWT without `aud` is.
-    pub fn accept_missing_audience(mut self, accept: bool) -> Self {
+    /// Accepts an answer that carries no `aud` member at all, for issuers that leave it out
+    /// of their introspection answers (RFC 7662 makes it optional). An answer that does
+    /// carry `aud` (even `[]` or `null`) must still contain a configured
+    /// [`audience`](Self::audience). Dangerous: with an issuer that never sends `aud`, a
+    /// token issued for another API is accepted here too, as with
+    /// [`dangerous_accept_any_audience`](Self::dangerous_accept_any_audience). Default:
+    /// `false`: an answer without `aud` is refused, as a JWT without `aud` is.
+    pub fn dangerous_accept_missing_audience(mut self, accept: bool) -> Self {
         self.accept_missing_aud = accept;
         self
     }
@@ -533,6 +536,8 @@ impl<C> IntrospectionBuilder<C> {
     }
 
     /// Timeout of each call (discovery, introspection). Default: 5 seconds; at most 10 minutes.
+    /// Without an [`endpoint`](Self::endpoint), the first call also discovers it (up to two
+    /// metadata calls), so it can take up to three times this.
     pub fn http_timeout(mut self, timeout: Duration) -> Self {
         self.http_timeout = timeout;
         self

@@ -239,6 +239,12 @@ where
             .unwrap_or(false)
         });
         if !verified {
+            // Without a `kid`, the signing key may be a new one not fetched yet: fetch once
+            // (within the cooldown, as for an unknown `kid`). A token naming a known `kid`
+            // never causes a fetch.
+            if kid.is_none() && refetch {
+                return Err(Step::Refresh(index));
+            }
             return Err(AuthError::invalid_token("the token's signature does not verify").into());
         }
         let claims: C = serde_json::from_slice(&payload).map_err(|_| {
