@@ -16,6 +16,11 @@
 //! ratio `layer / raw_decode` is the price of the middleware itself: token extraction,
 //! header/claims parsing, the principal and scopes in the extensions, the service call.
 //!
+//! After each JWT group, under `cargo bench`, a paired measurement alternates blocks of the
+//! two variants and prints the median ratio `layer / raw_decode` as `<name>/paired`: the
+//! two criterion estimates are taken seconds apart, the paired ratio under the same
+//! conditions.
+//!
 //! Adding a comparison: write one `fn(&mut Criterion)` that opens its own group (see
 //! [`jwt_group`]) and list it in `criterion_group!` at the bottom. Reproduce with
 //! `cargo bench --bench layer`; `BENCHMARKS.md` has the numbers and the machine.
@@ -27,7 +32,7 @@ use std::{
         Arc,
         atomic::{AtomicUsize, Ordering},
     },
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
@@ -236,6 +241,65 @@ fn jwt_group(c: &mut Criterion, fixture: &Fixture) {
         );
     });
     group.finish();
+
+    // Criterion times the two variants seconds apart, so a change in machine speed between
+    // them lands in their ratio. The paired measurement alternates short blocks of each,
+    // so both meet the same conditions. Only under `cargo bench` (not `cargo test`).
+    if std::env::args().any(|arg| arg == "--bench") {
+        paired(&rt, fixture, &service);
+    }
+}
+
+/// Alternating blocks of `raw_decode` and `layer` calls, timed one block at a time (the order
+/// within each pair alternates too); prints the median and quartiles of the per-pair ratios
+/// `layer / raw_decode`.
+fn paired<S>(rt: &Runtime, fixture: &Fixture, service: &S)
+where
+    S: tower::Service<Request<()>, Response = Response<()>, Error = Infallible> + Clone,
+{
+    const PAIRS: usize = 400;
+    const BLOCK: usize = 50;
+    let raw_block = || {
+        let started = Instant::now();
+        for _ in 0..BLOCK {
+            black_box(fixture.raw_decode().expect("accepted"));
+        }
+        started.elapsed()
+    };
+    let layer_block = || {
+        let requests: Vec<_> = (0..BLOCK)
+            .map(|_| (service.clone(), fixture.request()))
+            .collect();
+        rt.block_on(async {
+            let started = Instant::now();
+            for (service, req) in requests {
+                black_box(service.oneshot(req).await.expect("infallible"));
+            }
+            started.elapsed()
+        })
+    };
+    let mut ratios: Vec<f64> = (0..PAIRS)
+        .map(|i| {
+            let (raw, layer) = if i % 2 == 0 {
+                let raw = raw_block();
+                (raw, layer_block())
+            } else {
+                let layer = layer_block();
+                (raw_block(), layer)
+            };
+            layer.as_secs_f64() / raw.as_secs_f64()
+        })
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    let at = |q: f64| ratios[((ratios.len() - 1) as f64 * q).round() as usize];
+    println!(
+        "{}/paired                layer / raw_decode: median {:.3}, quartiles [{:.3}, {:.3}] \
+         ({PAIRS} pairs of {BLOCK}-call blocks)",
+        fixture.name,
+        at(0.5),
+        at(0.25),
+        at(0.75)
+    );
 }
 
 fn rs256(c: &mut Criterion) {
