@@ -893,14 +893,19 @@ fn build_cases(attacker_base: &str) -> Vec<Case> {
     t.cases
 }
 
-async fn apps() -> [(Which, Router); 4] {
-    let keys = [
+/// Every test key the issuer under attack publishes.
+fn trusted_keys() -> [TestKey; 5] {
+    [
         TestKey::rsa_a(),
         TestKey::rsa_a_ps256(),
         TestKey::ec_p256(),
         TestKey::ec_p384(),
         TestKey::ed25519(),
-    ];
+    ]
+}
+
+async fn apps() -> [(Which, Router); 4] {
+    let keys = trusted_keys();
     let set = jwks(&keys.iter().collect::<Vec<_>>());
     let builder = || {
         Jwt::builder()
@@ -1058,13 +1063,7 @@ async fn hostile_tokens_and_requests_table() {
 async fn hostile_tokens_against_a_fetched_key_set() {
     let attacker = TestKey::rsa_b().with_kid("attacker");
     let attacker_server = IssuerServer::start(jwks(&[&attacker])).await;
-    let keys = [
-        TestKey::rsa_a(),
-        TestKey::rsa_a_ps256(),
-        TestKey::ec_p256(),
-        TestKey::ec_p384(),
-        TestKey::ed25519(),
-    ];
+    let keys = trusted_keys();
     let issuer = IssuerServer::start(jwks(&keys.iter().collect::<Vec<_>>())).await;
     let jwt = Jwt::builder()
         .issuer_with_jwks_uri(ISSUER, issuer.jwks_uri())
