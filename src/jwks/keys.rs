@@ -38,18 +38,15 @@ impl KeySet {
         kid: Option<&'s str>,
         alg: Algorithm,
     ) -> impl Iterator<Item = &'s Key> + 's {
-        let usable = self.keys.iter().filter(move |k| k.algs.contains(alg));
-        let (by_kid, kidless) = match kid {
-            Some(kid) => (
-                Some(usable.clone().find(|k| k.kid.as_deref() == Some(kid))),
-                None,
-            ),
-            None => (None, Some(usable.take(MAX_KIDLESS_CANDIDATES))),
+        let limit = if kid.is_some() {
+            1
+        } else {
+            MAX_KIDLESS_CANDIDATES
         };
-        by_kid
-            .flatten()
-            .into_iter()
-            .chain(kidless.into_iter().flatten())
+        self.keys
+            .iter()
+            .filter(move |k| k.algs.contains(alg) && (kid.is_none() || k.kid.as_deref() == kid))
+            .take(limit)
     }
 
     /// Whether a key with this `kid` exists, whatever its algorithms.

@@ -213,23 +213,11 @@ where
                 .into());
             }
         };
-        let mut candidates = keys.candidates(kid, header.alg).peekable();
-        if candidates.peek().is_none() {
-            // An unknown `kid` may mean the issuer rotated its keys: fetch them once. A
-            // known `kid` with another algorithm is an attack, not a rotation.
-            let known = kid.is_some_and(|k| keys.has_kid(k));
-            return Err(if refetch && !known {
-                Step::Refresh(index)
-            } else if !known && cache.last_fetch_failed() {
-                // The issuer may hold the key but cannot be asked: not the token's fault.
-                AuthError::unavailable("the issuer's keys cannot be fetched", inner.cooldown).into()
-            } else {
-                AuthError::invalid_token("no trusted key matches the token").into()
-            });
-        }
         let message = &token[..h64.len() + 1 + p64.len()];
         // One candidate with a `kid`; a few without (see `MAX_KIDLESS_CANDIDATES`).
-        let verified = candidates.any(|key| {
+        let mut tried = false;
+        let verified = keys.candidates(kid, header.alg).any(|key| {
+            tried = true;
             jsonwebtoken::crypto::verify(
                 s64,
                 message.as_bytes(),
@@ -239,13 +227,21 @@ where
             .unwrap_or(false)
         });
         if !verified {
-            // Without a `kid`, the signing key may be a new one not fetched yet: fetch once
-            // (within the cooldown, as for an unknown `kid`). A token naming a known `kid`
-            // never causes a fetch.
-            if kid.is_none() && refetch {
-                return Err(Step::Refresh(index));
-            }
-            return Err(AuthError::invalid_token("the token's signature does not verify").into());
+            // A token that names no known `kid` (an unknown one, or none) may be signed with
+            // a key the issuer added since the last fetch: fetch once, within the cooldown.
+            // A known `kid` never causes a fetch: a failure under it is an attack or a
+            // corrupted token, not a rotation.
+            let known = kid.is_some_and(|k| keys.has_kid(k));
+            return Err(if refetch && !known {
+                Step::Refresh(index)
+            } else if !known && cache.last_fetch_failed() {
+                // The issuer may hold the key but cannot be asked: not the token's fault.
+                AuthError::unavailable("the issuer's keys cannot be fetched", inner.cooldown).into()
+            } else if tried {
+                AuthError::invalid_token("the token's signature does not verify").into()
+            } else {
+                AuthError::invalid_token("no trusted key matches the token").into()
+            });
         }
         let claims: C = serde_json::from_slice(&payload).map_err(|_| {
             AuthError::invalid_token("the token's claims do not have the expected shape")
