@@ -40,67 +40,59 @@ impl TokenSource {
         headers: &'r HeaderMap,
         uri: &'r Uri,
     ) -> Result<Option<Cow<'r, str>>, AuthError> {
-        // Each candidate meets the length cap as soon as it is found, before it is compared
-        // with the others or looked at any further.
-        let max = self.max_len;
-        let capped = |token: Option<Cow<'r, str>>| match token {
-            Some(token) if token.len() > max => Err(too_long()),
-            token => Ok(token),
+        let mut found = Found {
+            token: None,
+            max_len: self.max_len,
         };
-        let mut found = capped(authorization(headers)?.map(Cow::Borrowed))?;
+        if let Some(token) = authorization(headers)? {
+            found.add(Cow::Borrowed(token))?;
+        }
         // `Authorization` is always read; naming it again adds nothing.
         if let Some(name) = self.header.as_ref().filter(|n| *n != header::AUTHORIZATION) {
-            let values = headers.get_all(name).iter().map(|v| {
-                v.to_str().map_err(|_| {
+            for value in headers.get_all(name) {
+                let token = value.to_str().map_err(|_| {
                     AuthError::invalid_request("the token header is not visible ASCII")
-                })
-            });
-            found = merge(found, single(values, max)?.map(Cow::Borrowed))?;
+                })?;
+                found.add(Cow::Borrowed(token))?;
+            }
         }
         if let Some(name) = &self.cookie {
-            found = merge(found, cookie(headers, name, max)?.map(Cow::Borrowed))?;
+            for token in cookies(headers, name) {
+                found.add(Cow::Borrowed(token))?;
+            }
         }
         if self.query {
-            found = merge(found, capped(query(uri, self.max_len)?)?)?;
+            query(uri, &mut found)?;
         }
-        match found {
-            Some(token) => check(&token, self.max_len).map(|()| Some(token)),
+        match found.token {
+            Some(token) => check(&token).map(|()| Some(token)),
             None => Ok(None),
         }
     }
 }
 
-fn merge<'r>(
-    a: Option<Cow<'r, str>>,
-    b: Option<Cow<'r, str>>,
-) -> Result<Option<Cow<'r, str>>, AuthError> {
-    match (a, b) {
-        (Some(_), Some(_)) => Err(AuthError::invalid_request(
-            "the request carries more than one access token",
-        )),
-        (a, b) => Ok(a.or(b)),
-    }
+/// The one token found so far, from any enabled source.
+struct Found<'r> {
+    token: Option<Cow<'r, str>>,
+    max_len: usize,
 }
 
-/// At most one item; two is a malformed request. An item over `max_len` is refused as too
-/// long first, whichever of the two it is.
-fn single<'r>(
-    mut items: impl Iterator<Item = Result<&'r str, AuthError>>,
-    max_len: usize,
-) -> Result<Option<&'r str>, AuthError> {
-    let Some(first) = items.next().transpose()? else {
-        return Ok(None);
-    };
-    let second = items.next().transpose()?;
-    if first.len() > max_len || second.is_some_and(|s| s.len() > max_len) {
-        return Err(too_long());
+impl<'r> Found<'r> {
+    /// Takes one more candidate. The length cap comes first, as soon as a candidate is
+    /// found, so an oversized token is refused as too long even when it is also a second
+    /// token; a second token within the cap is a malformed request.
+    fn add(&mut self, token: Cow<'r, str>) -> Result<(), AuthError> {
+        if token.len() > self.max_len {
+            return Err(too_long());
+        }
+        if self.token.is_some() {
+            return Err(AuthError::invalid_request(
+                "the request carries more than one access token",
+            ));
+        }
+        self.token = Some(token);
+        Ok(())
     }
-    if second.is_some() {
-        return Err(AuthError::invalid_request(
-            "the request carries more than one access token",
-        ));
-    }
-    Ok(Some(first))
 }
 
 /// The token of an `Authorization: Bearer` header; another scheme counts as no token.
@@ -130,28 +122,27 @@ fn authorization(headers: &HeaderMap) -> Result<Option<&str>, AuthError> {
     Ok(Some(token))
 }
 
-fn cookie<'r>(
+/// The values of every cookie named `name`.
+fn cookies<'r, 'n>(
     headers: &'r HeaderMap,
-    name: &str,
-    max_len: usize,
-) -> Result<Option<&'r str>, AuthError> {
-    let pairs = headers
+    name: &'n str,
+) -> impl Iterator<Item = &'r str> + use<'r, 'n> {
+    headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
-        .filter_map(|pair| {
+        .filter_map(move |pair| {
             let (k, v) = pair.trim().split_once('=')?;
-            (k == name).then(|| Ok(v.trim_matches('"')))
-        });
-    single(pairs, max_len)
+            (k == name).then(|| v.trim_matches('"'))
+        })
 }
 
-fn query(uri: &Uri, max_len: usize) -> Result<Option<Cow<'_, str>>, AuthError> {
+/// Every `access_token` query parameter, decoded, into `found`.
+fn query<'r>(uri: &'r Uri, found: &mut Found<'r>) -> Result<(), AuthError> {
     let Some(query) = uri.query() else {
-        return Ok(None);
+        return Ok(());
     };
-    let mut found = None;
     for pair in query.split('&') {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         if !form_urlencoded::parse(key.as_bytes()).any(|(k, _)| k == "access_token") {
@@ -159,30 +150,23 @@ fn query(uri: &Uri, max_len: usize) -> Result<Option<Cow<'_, str>>, AuthError> {
         }
         // Decoding only shortens a value: a raw value over three times the cap (`%XX` per
         // byte) is too long whatever it decodes to, and is never decoded.
-        if value.len() > max_len.saturating_mul(3) {
+        if value.len() > found.max_len.saturating_mul(3) {
             return Err(too_long());
         }
-        let decoded = form_urlencoded::parse(pair.as_bytes())
-            .next()
-            .map(|(_, v)| v);
-        if decoded.as_ref().is_some_and(|v| v.len() > max_len) {
-            return Err(too_long());
+        if let Some((_, decoded)) = form_urlencoded::parse(pair.as_bytes()).next() {
+            found.add(decoded)?;
         }
-        found = merge(found, decoded)?;
     }
-    Ok(found)
+    Ok(())
 }
 
 fn too_long() -> AuthError {
     AuthError::invalid_token("the token is longer than allowed")
 }
 
-/// The token's length cap, then the RFC 6750 `b64token` grammar:
+/// The RFC 6750 `b64token` grammar (the length cap is [`Found::add`]'s):
 /// `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
-fn check(token: &str, max_len: usize) -> Result<(), AuthError> {
-    if token.len() > max_len {
-        return Err(too_long());
-    }
+fn check(token: &str) -> Result<(), AuthError> {
     let body = token.trim_end_matches('=');
     let valid = !body.is_empty()
         && body.bytes().all(|b| {
@@ -376,7 +360,9 @@ mod tests {
             max_len: 4,
         };
         let long = "abcde";
-        let encoded_long = "%61".repeat(13); // 39 bytes raw, over three times the cap
+        // 39 bytes raw, over three times the cap: refused before decoding (decoded, it would be
+        // 13 bytes and refused all the same; the early refusal only saves the decoding).
+        let encoded_long = "%61".repeat(13);
         let table: &[(String, &[(&str, &str)])] = &[
             // An oversized token is refused as such even when another source has one too.
             (format!("/?access_token={long}"), &[("x-token", "abcd")]),
