@@ -69,7 +69,8 @@ impl Fixture {
         pem: &[u8],
         encoding_key: fn(&[u8]) -> jsonwebtoken::errors::Result<EncodingKey>,
     ) -> Self {
-        install_crypto_provider();
+        // The backend the layer uses, before the JWK derivation: both variants verify alike.
+        portcullis::__doc_support::install_crypto_provider();
         let kid = format!("bench-{name}");
         let encoding = encoding_key(pem).expect("test key PEM");
         let mut jwk = Jwk::from_encoding_key(&encoding, alg).expect("public JWK");
@@ -193,17 +194,6 @@ impl Fixture {
             self.name
         );
     }
-}
-
-/// Selects jsonwebtoken's backend as portcullis does when a `Jwt` is built, early enough
-/// for the JWK derivation, so both variants verify with the same backend.
-fn install_crypto_provider() {
-    #[cfg(feature = "aws-lc-rs")]
-    let provider = &jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER;
-    #[cfg(all(feature = "rust-crypto", not(feature = "aws-lc-rs")))]
-    let provider = &jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER;
-    // An error only means it is installed already.
-    let _ = provider.install_default();
 }
 
 fn runtime() -> Runtime {

@@ -128,8 +128,15 @@ pub use token::DEFAULT_MAX_TOKEN_LEN;
 
 #[doc(hidden)]
 pub mod __doc_support {
-    //! A public test key and a token it verifies, for the documentation examples. Not part
-    //! of the API.
+    //! A public test key and a token it verifies, for the documentation examples, and the
+    //! crypto backend selection for the crate's tests and benches. Not part of the API.
+
+    /// Installs jsonwebtoken's crypto backend as portcullis selects it, for code that
+    /// signs or builds keys with jsonwebtoken before any authenticator is built (the
+    /// crate's own tests and benches).
+    pub fn install_crypto_provider() {
+        crate::crypto::install_provider();
+    }
 
     /// A JWK Set with one RSA public key (`kid` `doc`).
     pub const JWKS: &str = r#"{"keys":[{"kty":"RSA","kid":"doc","use":"sig","n":"iJ7q_3xSFQSkS7eeyptbSzlb7DiaJdlm9_GZlxfUtKz_1azP31wcc2xGrCrroiD0sz2pxjJBYdxbv-lke-1yeb5gfKCdR0ZobFyYEyu2QHbBjWNqf-m8fzf_NYoRl8QBdrSyJbNrbzrU5zH8DJA9PZoQ-q4JWG1Ens-dRRb_PUEYz_pQ-uVknVCgo-NsU6N7o5T1BTBiorKkAXy8XiRj87aAbaDAniMZkW9_rNMGYbr-LU7nSP3tkXQ-Eby8k3bmWiY3T6yi4oWQW1gBlAv9lytr2HVbjHTiCqKJRGJl-yjpcXNlCFubtaAZsVpUsWRujOj1cS5FE2VbKYzDbR6eAQ","e":"AQAB"}]}"#;

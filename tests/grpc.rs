@@ -44,16 +44,8 @@ const LACKS_SCOPE: &str = "the token lacks a scope this resource requires";
 // ---------------------------------------------------------------------------------------
 // Tokens
 
-fn install_crypto_provider() {
-    #[cfg(feature = "aws-lc-rs")]
-    let provider = &jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER;
-    #[cfg(all(feature = "rust-crypto", not(feature = "aws-lc-rs")))]
-    let provider = &jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER;
-    let _ = provider.install_default();
-}
-
 fn signing_key() -> EncodingKey {
-    install_crypto_provider();
+    portcullis::__doc_support::install_crypto_provider();
     let pem = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/keys/rsa-a.pem"))
         .expect("tests/keys/rsa-a.pem");
     EncodingKey::from_rsa_pem(&pem).expect("an RSA private key")

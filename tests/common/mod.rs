@@ -53,16 +53,6 @@ pub struct TestKey {
     pub jwk: Value,
 }
 
-fn install_crypto_provider() {
-    // An error only means a provider is already installed (for instance by `build()`).
-    // The backend portcullis itself was built with, so each backend runs these tests.
-    #[cfg(feature = "aws-lc-rs")]
-    let provider = &jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER;
-    #[cfg(all(feature = "rust-crypto", not(feature = "aws-lc-rs")))]
-    let provider = &jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER;
-    let _ = provider.install_default();
-}
-
 /// The bytes of `tests/keys/<file>`.
 pub fn key_file(file: &str) -> Vec<u8> {
     let path = format!("{}/tests/keys/{file}", env!("CARGO_MANIFEST_DIR"));
@@ -83,7 +73,7 @@ pub fn pem_to_der(pem: &[u8]) -> Vec<u8> {
 impl TestKey {
     /// Loads `tests/keys/<file>` as a key for `alg`, named `kid`.
     pub fn load(file: &str, kid: &str, alg: Algorithm) -> Self {
-        install_crypto_provider();
+        portcullis::__doc_support::install_crypto_provider();
         let pem = key_file(file);
         let encoding = match alg {
             Algorithm::RS256
@@ -243,7 +233,7 @@ impl Raw {
 
     /// Signs the current segments with `key` under `alg`.
     pub fn sign_as(mut self, key: &EncodingKey, alg: Algorithm) -> Self {
-        install_crypto_provider();
+        portcullis::__doc_support::install_crypto_provider();
         self.signature = jsonwebtoken::crypto::sign(self.signing_input().as_bytes(), key, alg)
             .unwrap_or_else(|e| panic!("signing with {alg:?}: {e}"));
         self

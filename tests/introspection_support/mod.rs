@@ -220,15 +220,6 @@ pub fn assert_unavailable(reply: &Reply, context: &str) {
 // JWTs for the routing tests
 // ---------------------------------------------------------------------------------------
 
-fn install_crypto_provider() {
-    #[cfg(feature = "aws-lc-rs")]
-    let provider = &jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER;
-    #[cfg(all(feature = "rust-crypto", not(feature = "aws-lc-rs")))]
-    let provider = &jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER;
-    // An error only means a provider is installed already.
-    let _ = provider.install_default();
-}
-
 /// Signs RS256 access tokens for [`ISSUER`] and [`AUDIENCE`] with a test key.
 pub struct Signer {
     key: EncodingKey,
@@ -237,7 +228,7 @@ pub struct Signer {
 
 impl Signer {
     pub fn new(pem: &[u8], kid: &'static str) -> Self {
-        install_crypto_provider();
+        portcullis::__doc_support::install_crypto_provider();
         Self {
             key: EncodingKey::from_rsa_pem(pem).expect("test key PEM"),
             kid,
