@@ -686,6 +686,14 @@ async fn a_fetch_completes_even_when_every_waiter_gives_up() {
     );
 }
 
+/// A token of `server` for `sub`, signed by `key`, whose header names no `kid`.
+fn kidless_token(server: &IssuerServer, key: &TestKey, sub: &str) -> String {
+    let header = serde_json::json!({ "alg": common::alg_name(key.alg), "typ": "at+jwt" });
+    let mut claims = default_claims(server.issuer(), AUDIENCE);
+    claims["sub"] = serde_json::json!(sub);
+    common::mint_with_header(key, header, claims)
+}
+
 #[tokio::test]
 async fn a_token_without_kid_is_checked_against_each_key_that_fits_its_alg() {
     // Mid-rotation: two RSA keys and an EC key, the token names none of them.
@@ -694,12 +702,7 @@ async fn a_token_without_kid_is_checked_against_each_key_that_fits_its_alg() {
     let ec = TestKey::ec_p256();
     let server = IssuerServer::start(jwks(&[&old, &new, &ec])).await;
     let app = app(with_jwks_uri(&server).build().expect("config"));
-    let kidless = |key: &TestKey, sub: &str| {
-        let header = serde_json::json!({ "alg": common::alg_name(key.alg), "typ": "at+jwt" });
-        let mut claims = default_claims(server.issuer(), AUDIENCE);
-        claims["sub"] = serde_json::json!(sub);
-        common::mint_with_header(key, header, claims)
-    };
+    let kidless = |key: &TestKey, sub: &str| kidless_token(&server, key, sub);
 
     for key in [&old, &new, &ec] {
         let answer = call(&app, "/me", Some(&kidless(key, "user-1"))).await;
@@ -740,10 +743,7 @@ async fn a_token_without_kid_from_a_key_not_yet_fetched_refetches_once() {
         .jwks_refresh_cooldown(Duration::from_millis(100))
         .build()
         .expect("config"));
-    let kidless = |key: &TestKey| {
-        let header = serde_json::json!({ "alg": common::alg_name(key.alg), "typ": "at+jwt" });
-        common::mint_with_header(key, header, default_claims(server.issuer(), AUDIENCE))
-    };
+    let kidless = |key: &TestKey| kidless_token(&server, key, "user-1");
     let answer = call(&app, "/me", Some(&kidless(&old))).await;
     assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.error);
     assert_eq!(server.jwks_hits(), 1);
