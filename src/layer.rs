@@ -4,16 +4,10 @@ use http::HeaderName;
 use tower_layer::Layer;
 
 use crate::{
-    rejection::HttpRejection, scope::ScopePolicy, service::BearerAuth, token::TokenSource,
+    rejection::HttpRejection,
+    scope::ScopePolicy,
+    service::{BearerAuth, Config},
 };
-
-/// Settings shared by every clone of the service.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct Config {
-    pub(crate) source: TokenSource,
-    pub(crate) optional: bool,
-    pub(crate) required: Option<ScopePolicy>,
-}
 
 /// Validates the bearer token of every request before the inner service sees it.
 ///
@@ -143,8 +137,8 @@ impl<A, R> BearerAuthLayer<A, R> {
     /// Answers rejections as gRPC statuses (`UNAUTHENTICATED`, `PERMISSION_DENIED`,
     /// `UNAVAILABLE`) with [`GrpcRejection`](crate::grpc::GrpcRejection), for a layer in
     /// front of tonic services. Default: [`HttpRejection`] (RFC 6750).
-    pub fn grpc(self) -> BearerAuthLayer<A, crate::grpc::GrpcRejection> {
-        self.on_rejection(crate::grpc::GrpcRejection::new())
+    pub fn grpc(self) -> BearerAuthLayer<A, crate::rejection::GrpcRejection> {
+        self.on_rejection(crate::rejection::GrpcRejection::new())
     }
 }
 

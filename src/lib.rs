@@ -89,7 +89,10 @@
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![forbid(unsafe_code)]
 
+mod alg;
 mod authenticate;
+mod claims;
+mod clock;
 mod crypto;
 mod discovery;
 mod error;
@@ -118,7 +121,8 @@ pub use http_client::{DEFAULT_HTTP_TIMEOUT, DEFAULT_MAX_RESPONSE_BYTES};
 #[cfg(feature = "introspection")]
 pub use introspect::{ClientAuth, Introspection, IntrospectionBuilder, JwtOrIntrospection};
 pub use jwks::{DEFAULT_JWKS_TTL, DEFAULT_MAX_STALE, DEFAULT_REFRESH_COOLDOWN};
-pub use jwt::{Algorithm, Jwt, JwtBuilder};
+pub use alg::Algorithm;
+pub use jwt::{Jwt, JwtBuilder};
 pub use layer::BearerAuthLayer;
 pub use principal::{Principal, RegisteredClaims, Scopes};
 pub use rejection::{DEFAULT_REALM, HttpRejection, OnRejection};

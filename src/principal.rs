@@ -4,7 +4,7 @@
 use std::{
     fmt,
     sync::Arc,
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::SystemTime,
 };
 
 use serde::{Deserialize, Deserializer, Serialize};
@@ -229,14 +229,6 @@ fn numeric_date<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error
     let n = f64::deserialize(d)?;
     // Fractional seconds are allowed by RFC 7519; they are truncated here.
     Ok(Some(n as i64))
-}
-
-pub(crate) fn system_time(seconds: f64) -> Option<SystemTime> {
-    if seconds.is_finite() && seconds >= 0.0 {
-        UNIX_EPOCH.checked_add(Duration::try_from_secs_f64(seconds).ok()?)
-    } else {
-        None
-    }
 }
 
 #[cfg(test)]

@@ -10,10 +10,19 @@ use crate::{
     authenticate::{Authenticate, Authentication},
     error::AuthError,
     future::ResponseFuture,
-    layer::Config,
     principal::Principal,
     rejection::{HttpRejection, OnRejection},
+    scope::ScopePolicy,
+    token::TokenSource,
 };
+
+/// Settings shared by every clone of the service.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Config {
+    pub(crate) source: TokenSource,
+    pub(crate) optional: bool,
+    pub(crate) required: Option<ScopePolicy>,
+}
 
 /// The service of [`BearerAuthLayer`](crate::BearerAuthLayer).
 #[derive(Clone, Debug)]

@@ -8,12 +8,11 @@ use http::{Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::GrpcRejection;
 use crate::{
     error::{AuthError, ErrorKind},
     future::ResponseFuture,
     principal::Scopes,
-    rejection::OnRejection,
+    rejection::{GrpcRejection, OnRejection},
     scope::ScopePolicy,
 };
 
@@ -113,14 +112,8 @@ impl<R> MethodScopesLayer<R> {
     /// leave the method unmapped without a word.
     pub fn method(mut self, path: impl Into<String>, policy: ScopePolicy) -> Self {
         let path = path.into();
-        let well_formed = path
-            .strip_prefix('/')
-            .and_then(|rest| rest.split_once('/'))
-            .is_some_and(|(service, method)| {
-                !service.is_empty() && !method.is_empty() && !method.contains('/')
-            });
         assert!(
-            well_formed,
+            split_path(&path).is_some(),
             "gRPC method paths look like `/package.Service/Method`, got {path:?}"
         );
         self.map().methods.insert(path.into_boxed_str(), policy);

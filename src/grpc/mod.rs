@@ -101,10 +101,9 @@
 //! ```
 
 mod methods;
-mod rejection;
 
 pub use methods::{MethodScopes, MethodScopesLayer};
-pub use rejection::GrpcRejection;
+pub use crate::rejection::GrpcRejection;
 
 use tonic::{Request, Status, server::NamedService};
 

@@ -29,7 +29,7 @@ use std::{
     fmt,
     marker::PhantomData,
     sync::{Arc, Mutex, PoisonError},
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant, SystemTime},
 };
 
 use base64::{Engine, engine::general_purpose::STANDARD};
@@ -45,11 +45,9 @@ use crate::{
     discovery,
     error::{AuthError, ConfigError},
     http_client::{DEFAULT_HTTP_TIMEOUT, FetchError, HttpClient, MAX_HTTP_TIMEOUT, parse_url},
-    jwt::{
-        DEFAULT_LEEWAY, MAX_LEEWAY,
-        claims::{self, ScopeClaim, TimeRules},
-    },
-    principal::{Principal, RegisteredClaims, system_time},
+    claims::{self, DEFAULT_LEEWAY, MAX_LEEWAY, ScopeClaim, TimeRules},
+    clock::{system_time, unix_now},
+    principal::{Principal, RegisteredClaims},
 };
 
 /// Default longest life of a cached active answer: 60 seconds (never past the token's `exp`).
@@ -163,13 +161,6 @@ impl Introspection {
     pub fn builder() -> IntrospectionBuilder {
         IntrospectionBuilder::default()
     }
-}
-
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
 }
 
 fn digest(token: &str) -> Digest256 {

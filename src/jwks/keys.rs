@@ -4,9 +4,9 @@ use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use jsonwebtoken::DecodingKey;
 use serde::Deserialize;
 
-use crate::jwt::{
+use crate::{
     alg::{AlgSet, Algorithm},
-    header::MAX_KID_LEN,
+    jwt::header::MAX_KID_LEN,
 };
 
 /// The smallest RSA modulus accepted, in bytes (2048 bits).

@@ -18,7 +18,7 @@ use reqwest::Url;
 use crate::{
     discovery,
     http_client::{FetchError, HttpClient, max_age, parse_url},
-    jwt::alg::AlgSet,
+    alg::AlgSet,
 };
 use keys::KeySet;
 

@@ -4,7 +4,7 @@ use std::borrow::Cow;
 
 use serde::{Deserialize, Deserializer, de::IgnoredAny};
 
-use super::alg::Algorithm;
+use crate::alg::Algorithm;
 use crate::error::AuthError;
 
 /// The longest `kid` looked up; longer ones are rejected before any lookup.

@@ -1,11 +1,17 @@
-//! A single strict pass over the claims validation needs; every other claim is skipped here
-//! and read by the typed claims afterwards.
+//! The claim rules shared by JWT validation and introspection answers: a single strict pass
+//! over the claims validation needs (every other claim is skipped here and read by the typed
+//! claims afterwards), the time rules, the audience rule and where scopes come from.
 
-use std::{borrow::Cow, fmt};
+use std::{borrow::Cow, fmt, time::Duration};
 
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use crate::{error::AuthError, principal::Scopes};
+
+/// Default clock leeway for `exp`, `nbf` and `iat`: 30 seconds.
+pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
+/// The largest leeway a builder accepts: 5 minutes.
+pub const MAX_LEEWAY: Duration = Duration::from_secs(300);
 
 /// Which claim carries the scopes.
 #[derive(Clone, Debug, PartialEq, Eq)]

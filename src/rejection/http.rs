@@ -1,30 +1,11 @@
-//! Turning an [`AuthError`] into a response: [`OnRejection`], with [`HttpRejection`]
-//! (RFC 6750 §3) as the default.
+//! RFC 6750 §3 rejections: [`HttpRejection`].
 
 use std::{fmt::Write as _, sync::Arc};
 
 use http::{HeaderValue, Response, header};
 
+use super::OnRejection;
 use crate::error::{AuthError, ErrorKind};
-
-/// Builds the response for a rejected request.
-///
-/// Implemented by [`HttpRejection`] (the default) and by any
-/// `FnMut(&AuthError) -> Response<B> + Clone` closure. Whatever it returns, the layer puts a
-/// clone of the [`AuthError`] into the response's extensions.
-pub trait OnRejection<B> {
-    /// The response for `error`.
-    fn on_rejection(&mut self, error: &AuthError) -> Response<B>;
-}
-
-impl<B, F> OnRejection<B> for F
-where
-    F: FnMut(&AuthError) -> Response<B>,
-{
-    fn on_rejection(&mut self, error: &AuthError) -> Response<B> {
-        self(error)
-    }
-}
 
 /// Default realm of the `WWW-Authenticate` challenge.
 pub const DEFAULT_REALM: &str = "api";

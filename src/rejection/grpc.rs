@@ -1,10 +1,8 @@
 use http::Response;
 use tonic::{Code, Status, metadata::MetadataValue};
 
-use crate::{
-    error::{AuthError, ErrorKind},
-    rejection::OnRejection,
-};
+use super::OnRejection;
+use crate::error::{AuthError, ErrorKind};
 
 /// gRPC rejections: a trailers-only response (HTTP `200`, `content-type: application/grpc`)
 /// whose `grpc-status` follows the error's kind and whose `grpc-message` is its fixed,
@@ -20,7 +18,7 @@ use crate::{
 /// `grpc-retry-pushback-ms`, which gRPC clients with a retry policy honour (gRFC A6).
 ///
 /// Chosen with [`BearerAuthLayer::grpc`](crate::BearerAuthLayer::grpc); the default of
-/// [`MethodScopesLayer`](super::MethodScopesLayer).
+/// [`MethodScopesLayer`](crate::grpc::MethodScopesLayer).
 #[derive(Clone, Debug, Default)]
 pub struct GrpcRejection {
     _private: (),
