@@ -115,13 +115,13 @@ pub mod grpc;
 #[cfg(feature = "introspection")]
 pub mod introspect;
 
+pub use alg::Algorithm;
 pub use authenticate::{Authenticate, Authentication, PendingAuthentication};
 pub use error::{AuthError, ConfigError, ErrorKind};
 pub use http_client::{DEFAULT_HTTP_TIMEOUT, DEFAULT_MAX_RESPONSE_BYTES};
 #[cfg(feature = "introspection")]
 pub use introspect::{ClientAuth, Introspection, IntrospectionBuilder, JwtOrIntrospection};
 pub use jwks::{DEFAULT_JWKS_TTL, DEFAULT_MAX_STALE, DEFAULT_REFRESH_COOLDOWN};
-pub use alg::Algorithm;
 pub use jwt::{Jwt, JwtBuilder};
 pub use layer::BearerAuthLayer;
 pub use principal::{Principal, RegisteredClaims, Scopes};

@@ -1,11 +1,7 @@
 //! The validated caller: [`Principal`], its [`Scopes`] and the default claims type
 //! [`RegisteredClaims`].
 
-use std::{
-    fmt,
-    sync::Arc,
-    time::SystemTime,
-};
+use std::{fmt, sync::Arc, time::SystemTime};
 
 use serde::{Deserialize, Deserializer, Serialize};
 

@@ -2,7 +2,7 @@
 //! `error` code) it must get. Good tokens for every algorithm sit in the same table, so it
 //! fails both ways. No response may echo the token or a claim value.
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
@@ -12,13 +12,13 @@ use axum::{
     http::{HeaderName, HeaderValue, Request, StatusCode, header},
 };
 use base64::{Engine as _, engine::general_purpose::STANDARD};
-use common::{
-    AUDIENCE, ISSUER, IssuerServer, Logs, Raw, TestKey, b64, default_claims, header_for, jwks,
-    mint, mint_with_header, now, routes, rsa_public_key, send,
-};
 use jsonwebtoken::{Algorithm as JwtAlg, EncodingKey};
 use portcullis::{Algorithm, BearerAuthLayer, ErrorKind, Jwt};
 use serde_json::{Value, json};
+use support::issuer::{
+    AUDIENCE, ISSUER, IssuerServer, Logs, Raw, TestKey, b64, default_claims, header_for, jwks,
+    mint, mint_with_header, now, routes, rsa_public_key, send,
+};
 
 /// A value placed in the claims of every token: it must never come back in a response.
 const MARKER: &str = "marker-7f3a9c21";
@@ -140,7 +140,7 @@ fn ecdsa_der_signature(file: &str, message: &[u8]) -> Vec<u8> {
     };
     let pair = EcdsaKeyPair::from_pkcs8(
         &ECDSA_P256_SHA256_ASN1_SIGNING,
-        &common::pem_to_der(&common::key_file(file)),
+        &support::issuer::pem_to_der(&support::issuer::key_file(file)),
     )
     .expect("P-256 PKCS#8 key");
     pair.sign(&SystemRandom::new(), message)
@@ -228,7 +228,8 @@ fn build_cases(attacker_base: &str) -> Vec<Case> {
     ];
     for (what, secret) in secrets {
         for alg in [JwtAlg::HS256, JwtAlg::HS384, JwtAlg::HS512] {
-            let header = json!({"alg": common::alg_name(alg), "kid": rsa.kid, "typ": "at+jwt"});
+            let header =
+                json!({"alg": support::issuer::alg_name(alg), "kid": rsa.kid, "typ": "at+jwt"});
             let token = Raw::json(&header, &claims())
                 .sign_as(&EncodingKey::from_secret(secret), alg)
                 .build();
@@ -1033,7 +1034,7 @@ async fn hostile_tokens_and_requests_table() {
     let attacker_server = IssuerServer::start(jwks(&[&attacker])).await;
     let apps = apps().await;
     let cases = build_cases(attacker_server.issuer());
-    let logs = common::logs();
+    let logs = support::issuer::logs();
     assert!(cases.len() > 100, "{} cases", cases.len());
 
     let failures = run_cases(&apps, &cases, &logs).await;
@@ -1075,7 +1076,7 @@ async fn hostile_tokens_against_a_fetched_key_set() {
     let cases = build_cases(attacker_server.issuer());
     let fetched = cases.iter().filter(|c| c.which == Which::Default).count();
     assert!(fetched > 50, "{fetched} cases");
-    let logs = common::logs();
+    let logs = support::issuer::logs();
 
     let failures = run_cases(&apps, &cases, &logs).await;
     assert!(
@@ -1106,7 +1107,7 @@ async fn a_jose_header_must_be_a_json_object() {
     let rsa = TestKey::rsa_a();
     for header in [r#"["RS256"]"#, r#"["RS256","rsa-a","at+jwt"]"#] {
         let token = Raw::bytes(header, claims().to_string()).sign(&rsa).build();
-        let answer = common::call(app, "/me", Some(&token)).await;
+        let answer = support::issuer::call(app, "/me", Some(&token)).await;
         assert_eq!(
             (answer.status, answer.error_code()),
             (StatusCode::UNAUTHORIZED, Some("invalid_token")),
@@ -1118,7 +1119,7 @@ async fn a_jose_header_must_be_a_json_object() {
         .sign(&rsa)
         .build();
     assert_eq!(
-        common::call(app, "/me", Some(&token)).await.status,
+        support::issuer::call(app, "/me", Some(&token)).await.status,
         StatusCode::OK
     );
 }

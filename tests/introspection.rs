@@ -3,12 +3,12 @@
 //! endpoint fails, discovery of the endpoint, routing between JWT and introspection, and
 //! scope checks on introspected principals.
 //!
-//! The introspection server (`introspection_support::server`) is in-process (axum): it
+//! The introspection server (`support::introspection::server`) is in-process (axum): it
 //! counts calls, records the last request and answers from a per-token table that each test
 //! changes at runtime.
 #![cfg(all(feature = "introspection", feature = "axum"))]
 
-mod introspection_support;
+mod support;
 
 use std::time::{Duration, Instant};
 
@@ -18,16 +18,16 @@ use axum::{
     routing::get,
 };
 use base64::{Engine, engine::general_purpose::STANDARD};
-use introspection_support::{
-    AUDIENCE, CLIENT_ID, CLIENT_SECRET, ISSUER, Signer, active, app, assert_accepted,
-    assert_invalid_token, assert_unavailable, build, builder, now, now_secs, send,
-    server::{IntrospectionServer, Mode, Recorded},
-};
 use portcullis::{
     AuthError, BearerAuthLayer, ClientAuth, ErrorKind, Introspection, Jwt, JwtOrIntrospection,
     Principal,
 };
 use serde_json::{Value, json};
+use support::introspection::{
+    AUDIENCE, CLIENT_ID, CLIENT_SECRET, ISSUER, Signer, active, app, assert_accepted,
+    assert_invalid_token, assert_unavailable, build, builder, now, now_secs, send,
+    server::{IntrospectionServer, Mode, Recorded},
+};
 use tokio::task::JoinSet;
 
 // ---------------------------------------------------------------------------------------
@@ -203,7 +203,7 @@ async fn a_failed_call_shared_by_many_requests_is_logged_once() {
         assert_unavailable(&reply.expect("request task"), "during the outage");
     }
     assert_eq!(server.calls(), 1, "the failed call is shared");
-    let logs = introspection_support::captured_logs();
+    let logs = support::introspection::captured_logs();
     let warnings = logs
         .lines()
         .filter(|line| line.contains("WARN") && line.contains(LOG_ISSUER))
@@ -888,7 +888,7 @@ async fn the_token_never_appears_in_responses_or_logs() {
 
     #[cfg(feature = "tracing")]
     {
-        let logs = introspection_support::captured_logs();
+        let logs = support::introspection::captured_logs();
         assert!(
             logs.lines().any(|line| line.contains("WARN")
                 && line.contains("token introspection failed")

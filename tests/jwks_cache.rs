@@ -3,16 +3,16 @@
 //!
 //! Timings use short TTLs and cooldowns set in the builder, with margins of at least 100 ms.
 
-mod common;
+mod support;
 
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
-use common::{
+use portcullis::{ErrorKind, Jwt, JwtBuilder};
+use support::issuer::{
     AUDIENCE, Answer, Discovery, IssuerServer, JwksMode, TestKey, app, call, closed_port_url,
     default_claims, jwks, mint,
 };
-use portcullis::{ErrorKind, Jwt, JwtBuilder};
 
 /// Trusts `server` through its `jwks_uri` (no discovery).
 fn with_jwks_uri(server: &IssuerServer) -> JwtBuilder {
@@ -626,7 +626,7 @@ async fn a_client_honouring_retry_after_is_not_turned_away_by_the_cooldown() {
 
 #[tokio::test]
 async fn warming_up_a_static_issuer_logs_no_failure() {
-    let logs = common::logs();
+    let logs = support::issuer::logs();
     let key = TestKey::rsa_a();
     let issuer = "https://static-warm-up.example.com";
     let jwt = Jwt::builder()
@@ -688,10 +688,10 @@ async fn a_fetch_completes_even_when_every_waiter_gives_up() {
 
 /// A token of `server` for `sub`, signed by `key`, whose header names no `kid`.
 fn kidless_token(server: &IssuerServer, key: &TestKey, sub: &str) -> String {
-    let header = serde_json::json!({ "alg": common::alg_name(key.alg), "typ": "at+jwt" });
+    let header = serde_json::json!({ "alg": support::issuer::alg_name(key.alg), "typ": "at+jwt" });
     let mut claims = default_claims(server.issuer(), AUDIENCE);
     claims["sub"] = serde_json::json!(sub);
-    common::mint_with_header(key, header, claims)
+    support::issuer::mint_with_header(key, header, claims)
 }
 
 #[tokio::test]

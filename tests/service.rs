@@ -2,7 +2,7 @@
 //! from static JWK Sets (no network), except the readiness tests, which need the I/O path and
 //! use the in-process issuer.
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
@@ -12,16 +12,16 @@ use axum::{
     http::{HeaderName, HeaderValue, Request, Response, StatusCode, header},
     routing::get,
 };
-use common::{
-    AUDIENCE, Answer, ISSUER, ISSUER_B, IssuerServer, REQUEST_BOUND, TestKey, app, call,
-    closed_port_url, default_claims, get_request, jwks, mint, routes, send, static_jwt,
-};
 use futures_util::FutureExt as _;
 use portcullis::{
     AuthError, BearerAuthLayer, ErrorKind, Jwt, Principal, RegisteredClaims, ScopePolicy, Scopes,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
+use support::issuer::{
+    AUDIENCE, Answer, ISSUER, ISSUER_B, IssuerServer, REQUEST_BOUND, TestKey, app, call,
+    closed_port_url, default_claims, get_request, jwks, mint, routes, send, static_jwt,
+};
 use tower::{Layer as _, Service, ServiceExt as _};
 
 fn token_with(key: &TestKey, edit: impl FnOnce(&mut Value)) -> String {
@@ -248,7 +248,7 @@ async fn per_route_scopes_all_and_any() {
                     "{challenge}"
                 );
                 assert_eq!(
-                    common::challenge_param(challenge, "scope"),
+                    support::issuer::challenge_param(challenge, "scope"),
                     Some(*scope),
                     "{path}: {challenge}"
                 );
@@ -277,7 +277,10 @@ async fn layer_wide_required_scopes_apply_to_every_route() {
     let answer = call(&app, "/me", Some(&scoped_token(&key, "read"))).await;
     assert_eq!(answer.status, StatusCode::FORBIDDEN);
     let challenge = answer.challenge().expect("challenge");
-    assert_eq!(common::challenge_param(challenge, "scope"), Some("write"));
+    assert_eq!(
+        support::issuer::challenge_param(challenge, "scope"),
+        Some("write")
+    );
     assert_eq!(answer.error_code(), Some("insufficient_scope"));
 
     let answer = call(&app, "/me", Some(&scoped_token(&key, "read write"))).await;
@@ -287,7 +290,7 @@ async fn layer_wide_required_scopes_apply_to_every_route() {
     let answer = call(&app, "/admin", Some(&scoped_token(&key, "write"))).await;
     assert_eq!(answer.status, StatusCode::FORBIDDEN);
     assert_eq!(
-        common::challenge_param(answer.challenge().expect("challenge"), "scope"),
+        support::issuer::challenge_param(answer.challenge().expect("challenge"), "scope"),
         Some("admin")
     );
     let answer = call(&app, "/admin", Some(&scoped_token(&key, "admin"))).await;
@@ -308,7 +311,7 @@ async fn layer_wide_required_scopes_apply_to_every_route() {
     let answer = call(&app, "/me", Some(&scoped_token(&key, "write"))).await;
     assert_eq!(answer.status, StatusCode::FORBIDDEN);
     assert_eq!(
-        common::challenge_param(answer.challenge().expect("challenge"), "scope"),
+        support::issuer::challenge_param(answer.challenge().expect("challenge"), "scope"),
         Some("x read")
     );
 }
@@ -326,7 +329,7 @@ async fn optional_mode_lets_anonymous_requests_through_but_not_bad_tokens() {
     assert_eq!(answer.status, StatusCode::OK);
     assert_eq!(answer.json(), json!({"sub": "user-1", "anonymous": false}));
 
-    let expired = token_with(&key, |c| c["exp"] = json!(common::now() - 3600));
+    let expired = token_with(&key, |c| c["exp"] = json!(support::issuer::now() - 3600));
     let answer = call(&app, "/whoami", Some(&expired)).await;
     assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
     assert_eq!(answer.error_code(), Some("invalid_token"));
@@ -340,7 +343,7 @@ async fn optional_mode_lets_anonymous_requests_through_but_not_bad_tokens() {
     assert_eq!(answer.challenge(), Some(r#"Bearer realm="api""#));
 
     // Without optional mode, the same anonymous request is rejected.
-    let strict = common::app(static_jwt(&[&key]));
+    let strict = support::issuer::app(static_jwt(&[&key]));
     assert_eq!(
         call(&strict, "/whoami", None).await.status,
         StatusCode::UNAUTHORIZED
@@ -370,7 +373,7 @@ async fn optional_mode_with_layer_wide_scopes_rejects_anonymous_requests() {
 #[tokio::test]
 async fn a_sender_constrained_jwt_is_not_a_bearer_token() {
     let key = TestKey::rsa_a();
-    let app = common::app(static_jwt(&[&key]));
+    let app = support::issuer::app(static_jwt(&[&key]));
     let bound = token_with(&key, |c| {
         c["cnf"] = json!({"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"})
     });
@@ -723,7 +726,7 @@ async fn scope_claim_shapes() {
         .scope_claim("roles")
         .build()
         .expect("valid configuration");
-    let app = common::app(jwt);
+    let app = support::issuer::app(jwt);
     let t = token(json!({"roles": ["admin", "read"], "scope": "write"}));
     let me = call(&app, "/me", Some(&t)).await;
     assert_eq!(me.json()["scopes"], json!(["admin", "read"]));
@@ -746,7 +749,7 @@ async fn several_issuers_each_verify_only_their_own_tokens() {
         .audience(AUDIENCE)
         .build()
         .expect("valid configuration");
-    let app = common::app(jwt);
+    let app = support::issuer::app(jwt);
     let token = |key: &TestKey, iss: &str| mint(key, default_claims(iss, AUDIENCE));
 
     let answer = call(&app, "/me", Some(&token(&key_a, ISSUER))).await;

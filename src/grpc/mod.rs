@@ -102,8 +102,8 @@
 
 mod methods;
 
-pub use methods::{MethodScopes, MethodScopesLayer};
 pub use crate::rejection::GrpcRejection;
+pub use methods::{MethodScopes, MethodScopesLayer};
 
 use tonic::{Request, Status, server::NamedService};
 

@@ -42,11 +42,11 @@ use sha2::{Digest, Sha256};
 
 use crate::{
     authenticate::{Authenticate, Authentication},
+    claims::{self, DEFAULT_LEEWAY, MAX_LEEWAY, ScopeClaim, TimeRules},
+    clock::{system_time, unix_now},
     discovery,
     error::{AuthError, ConfigError},
     http_client::{DEFAULT_HTTP_TIMEOUT, FetchError, HttpClient, MAX_HTTP_TIMEOUT, parse_url},
-    claims::{self, DEFAULT_LEEWAY, MAX_LEEWAY, ScopeClaim, TimeRules},
-    clock::{system_time, unix_now},
     principal::{Principal, RegisteredClaims},
 };
 

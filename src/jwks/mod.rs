@@ -16,9 +16,9 @@ use futures_util::{
 use reqwest::Url;
 
 use crate::{
+    alg::AlgSet,
     discovery,
     http_client::{FetchError, HttpClient, max_age, parse_url},
-    alg::AlgSet,
 };
 use keys::KeySet;
 

@@ -7,7 +7,9 @@ use crate::{
     alg::{AlgSet, Algorithm},
     claims::{DEFAULT_LEEWAY, MAX_LEEWAY, ScopeClaim, TimeRules},
     error::ConfigError,
-    http_client::{DEFAULT_HTTP_TIMEOUT, DEFAULT_MAX_RESPONSE_BYTES, HttpClient, MAX_HTTP_TIMEOUT, parse_url},
+    http_client::{
+        DEFAULT_HTTP_TIMEOUT, DEFAULT_MAX_RESPONSE_BYTES, HttpClient, MAX_HTTP_TIMEOUT, parse_url,
+    },
     jwks::{CachePolicy, JwksCache, Source, keys},
     principal::RegisteredClaims,
 };

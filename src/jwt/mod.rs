@@ -49,11 +49,11 @@ use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use serde::de::DeserializeOwned;
 
 use crate::{
-    authenticate::{Authenticate, Authentication},
-    error::AuthError,
-    clock::{system_time, unix_now},
     alg::AlgSet,
+    authenticate::{Authenticate, Authentication},
     claims::{self, ScopeClaim, TimeRules},
+    clock::{system_time, unix_now},
+    error::AuthError,
     jwks::{JwksCache, Keys},
     principal::{Principal, RegisteredClaims},
 };

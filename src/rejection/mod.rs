@@ -32,4 +32,3 @@ where
         self(error)
     }
 }
-

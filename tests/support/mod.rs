@@ -1,6 +1,12 @@
 //! Test support shared by the integration tests (`mod support;`).
 //!
+//! - [`idp`]: the real OpenID provider fixture (`tests/idp`), started per test.
+//! - [`issuer`]: test keys, token minting and an in-process issuer (discovery + JWKS).
+//! - [`introspection`]: an in-process RFC 7662 endpoint and the resource server under test.
+//!
 //! Each test binary uses a different part of it.
 #![allow(dead_code)]
 
 pub mod idp;
+pub mod introspection;
+pub mod issuer;

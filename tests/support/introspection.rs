@@ -1,4 +1,4 @@
-//! Support for `tests/introspection.rs`: the introspection server ([`server`]), the resource
+//! For the introspection tests: the introspection server ([`server`]), the resource
 //! server under test ([`app`]), requests through it ([`send`]), a JWT signer and a capture
 //! of portcullis' logs.
 

@@ -1,9 +1,5 @@
-//! Shared helpers for the integration tests (`mod common;`): test keys, token minting (well
-//! formed and hand-crafted), an in-process issuer (discovery + JWKS) on `127.0.0.1:0`, and a
-//! small axum application behind the layer.
-//!
-//! Each test binary uses a different part of it.
-#![allow(dead_code)]
+//! Test keys, token minting (well formed and hand-crafted), an in-process issuer (discovery
+//! + JWKS) on `127.0.0.1:0`, and a small axum application behind the layer.
 
 use std::{
     convert::Infallible,
