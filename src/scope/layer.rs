@@ -30,6 +30,12 @@ pub struct RequireScopeLayer<R = HttpRejection> {
 
 impl RequireScopeLayer {
     /// Requires every scope in `scopes`.
+    ///
+    /// # Panics
+    ///
+    /// On a policy that would require nothing, as [`ScopePolicy::all`]; for scopes read
+    /// from configuration, use `RequireScopeLayer::new(ScopePolicy::try_all(…)?)`.
+    #[track_caller]
     pub fn all<I>(scopes: I) -> Self
     where
         I: IntoIterator,
@@ -39,6 +45,11 @@ impl RequireScopeLayer {
     }
 
     /// Requires at least one scope in `scopes`.
+    ///
+    /// # Panics
+    ///
+    /// As [`all`](Self::all).
+    #[track_caller]
     pub fn any<I>(scopes: I) -> Self
     where
         I: IntoIterator,

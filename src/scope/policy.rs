@@ -1,6 +1,9 @@
 use std::{fmt, sync::Arc};
 
-use crate::{error::AuthError, principal::Scopes};
+use crate::{
+    error::{AuthError, ConfigError},
+    principal::Scopes,
+};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Mode {
@@ -20,8 +23,46 @@ pub struct ScopePolicy {
 }
 
 impl ScopePolicy {
-    /// Every scope in `scopes` is required. An empty list requires nothing.
+    /// Every scope in `scopes` is required. An entry may hold several space-separated
+    /// scopes (`"read write"` requires both).
+    ///
+    /// # Panics
+    ///
+    /// When the list is empty, an entry is empty or only spaces (an unset environment
+    /// variable, say), or a scope has a character RFC 6749 §3.3 does not allow: such a policy
+    /// would require nothing, or something no token can grant. Use
+    /// [`try_all`](Self::try_all) for scopes read from configuration.
+    #[track_caller]
     pub fn all<I>(scopes: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: Into<String>,
+    {
+        Self::new(Mode::All, scopes).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// At least one scope in `scopes` is required.
+    ///
+    /// # Panics
+    ///
+    /// As [`all`](Self::all); use [`try_any`](Self::try_any) for scopes read from
+    /// configuration.
+    #[track_caller]
+    pub fn any<I>(scopes: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: Into<String>,
+    {
+        Self::new(Mode::Any, scopes).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`all`](Self::all), with a [`ConfigError`] instead of a panic.
+    ///
+    /// # Errors
+    ///
+    /// When the list is empty, an entry is empty or only spaces, or a scope has a character
+    /// outside RFC 6749 §3.3's `scope-token`.
+    pub fn try_all<I>(scopes: I) -> Result<Self, ConfigError>
     where
         I: IntoIterator,
         I::Item: Into<String>,
@@ -29,8 +70,12 @@ impl ScopePolicy {
         Self::new(Mode::All, scopes)
     }
 
-    /// At least one scope in `scopes` is required. An empty list is never satisfied.
-    pub fn any<I>(scopes: I) -> Self
+    /// [`any`](Self::any), with a [`ConfigError`] instead of a panic.
+    ///
+    /// # Errors
+    ///
+    /// As [`try_all`](Self::try_all).
+    pub fn try_any<I>(scopes: I) -> Result<Self, ConfigError>
     where
         I: IntoIterator,
         I::Item: Into<String>,
@@ -38,28 +83,40 @@ impl ScopePolicy {
         Self::new(Mode::Any, scopes)
     }
 
-    fn new<I>(mode: Mode, scopes: I) -> Self
+    fn new<I>(mode: Mode, entries: I) -> Result<Self, ConfigError>
     where
         I: IntoIterator,
         I::Item: Into<String>,
     {
         // Entries are split on spaces, as granted scopes are, so "read write" means both.
-        let scopes: Arc<[Box<str>]> = scopes
-            .into_iter()
-            .flat_map(|s| {
-                let s: String = s.into();
-                s.split(' ')
-                    .filter(|item| !item.is_empty())
-                    .map(Box::from)
-                    .collect::<Vec<_>>()
-            })
-            .collect();
+        let mut scopes = Vec::new();
+        for entry in entries {
+            let entry: String = entry.into();
+            let before = scopes.len();
+            for scope in entry.split(' ').filter(|s| !s.is_empty()) {
+                if !scope.bytes().all(is_scope_char) {
+                    return Err(ConfigError::new(
+                        "a required scope has a character RFC 6749 does not allow in a scope",
+                    ));
+                }
+                scopes.push(Box::<str>::from(scope));
+            }
+            if scopes.len() == before {
+                return Err(ConfigError::new(
+                    "a required scope is empty or only spaces (an unset variable?)",
+                ));
+            }
+        }
+        if scopes.is_empty() {
+            return Err(ConfigError::new("a scope policy needs at least one scope"));
+        }
+        let scopes: Arc<[Box<str>]> = scopes.into();
         let joined = scopes.join(" ").into();
-        Self {
+        Ok(Self {
             mode,
             scopes,
             joined,
-        }
+        })
     }
 
     /// Whether `granted` satisfies the policy.
@@ -79,6 +136,11 @@ impl ScopePolicy {
             Err(AuthError::insufficient_scope(Arc::clone(&self.joined)))
         }
     }
+}
+
+/// RFC 6749 §3.3: `scope-token = 1*( %x21 / %x23-5B / %x5D-7E )`.
+fn is_scope_char(b: u8) -> bool {
+    matches!(b, 0x21 | 0x23..=0x5B | 0x5D..=0x7E)
 }
 
 impl fmt::Debug for ScopePolicy {
@@ -102,10 +164,8 @@ mod tests {
             (ScopePolicy::all(["read"]), true),
             (ScopePolicy::all(["read", "write"]), true),
             (ScopePolicy::all(["read", "admin"]), false),
-            (ScopePolicy::all(Vec::<String>::new()), true),
             (ScopePolicy::any(["admin", "write"]), true),
             (ScopePolicy::any(["admin", "root"]), false),
-            (ScopePolicy::any(Vec::<String>::new()), false),
             (ScopePolicy::all(["rea"]), false),
             (ScopePolicy::all(["read write"]), true),
             (ScopePolicy::all([" read  "]), true),
@@ -116,6 +176,43 @@ mod tests {
             assert_eq!(policy.check(&granted).is_ok(), ok, "{policy:?}");
         }
         assert!(!ScopePolicy::all(["read"]).is_satisfied_by(&Scopes::default()));
+    }
+
+    #[test]
+    fn policies_that_would_require_nothing_are_configuration_errors() {
+        let bad: &[&[&str]] = &[
+            &[],
+            &[""],
+            &[" "],
+            &["   "],
+            &["read", ""],
+            &["read", "  "],
+            &["rea\"d"],
+            &["re\\ad"],
+            &["read\twrite"],
+            &["read\n"],
+            &["lecture-é"],
+        ];
+        for entries in bad {
+            assert!(
+                ScopePolicy::try_all(entries.iter().copied()).is_err(),
+                "{entries:?}"
+            );
+            assert!(
+                ScopePolicy::try_any(entries.iter().copied()).is_err(),
+                "{entries:?}"
+            );
+            let panicked = std::panic::catch_unwind(|| ScopePolicy::all(entries.iter().copied()));
+            assert!(panicked.is_err(), "all({entries:?}) must panic");
+        }
+        let ok = ScopePolicy::try_all(["read", " write  admin "]).expect("valid scopes");
+        assert_eq!(
+            ok.check(&Scopes::default())
+                .expect_err("none granted")
+                .required_scope(),
+            Some("read write admin")
+        );
+        assert!(ScopePolicy::try_any(["urn:example:read", "a!#[]~"]).is_ok());
     }
 
     #[test]
