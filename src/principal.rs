@@ -94,7 +94,8 @@ impl<C> fmt::Debug for Principal<C> {
 pub struct Scopes(Option<Arc<str>>);
 
 impl Scopes {
-    /// Scopes from a space-delimited list (RFC 6749 §3.3); empty items are dropped.
+    /// Scopes from a space-delimited list (RFC 6749 §3.3); empty items, and items with a
+    /// character a scope cannot have, are dropped.
     pub fn from_space_delimited(list: &str) -> Self {
         Self::from_iter(list.split(' '))
     }
@@ -129,12 +130,21 @@ impl Scopes {
     }
 }
 
+/// Whether `s` is one RFC 6749 §3.3 `scope-token`: `1*( %x21 / %x23-5B / %x5D-7E )`.
+pub(crate) fn is_scope_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| matches!(b, 0x21 | 0x23..=0x5B | 0x5D..=0x7E))
+}
+
 impl<'a> FromIterator<&'a str> for Scopes {
-    /// Items containing a space would change meaning when joined, so they are split.
+    /// Each item must be one scope: an item that is not a single RFC 6749 `scope-token`
+    /// (empty, or with a space, a quote, a backslash or a control character) is dropped, so
+    /// the array item `"read admin"` grants neither `read` nor `admin`.
     fn from_iter<I: IntoIterator<Item = &'a str>>(iter: I) -> Self {
         let mut joined = String::new();
-        for item in iter.into_iter().flat_map(|s| s.split(' ')) {
-            if item.is_empty() {
+        for item in iter {
+            if !is_scope_token(item) {
                 continue;
             }
             if !joined.is_empty() {
@@ -244,9 +254,16 @@ mod tests {
             ),
             (Scopes::from_space_delimited(""), &[]),
             (Scopes::from_iter(["read", "write"]), &["read", "write"]),
+            // One array item is one scope: an item with a space grants nothing.
+            (Scopes::from_iter(["read write", "admin"]), &["admin"]),
+            (Scopes::from_iter(["read admin"]), &[]),
             (
-                Scopes::from_iter(["read write", "admin"]),
-                &["read", "write", "admin"],
+                Scopes::from_iter(["re\"ad", "a\\b", "tab\t", "ok"]),
+                &["ok"],
+            ),
+            (
+                Scopes::from_space_delimited("read\tadmin write"),
+                &["write"],
             ),
             (Scopes::from_iter(["", ""]), &[]),
         ];

@@ -2,7 +2,7 @@ use std::{fmt, sync::Arc};
 
 use crate::{
     error::{AuthError, ConfigError},
-    principal::Scopes,
+    principal::{Scopes, is_scope_token},
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,7 +94,7 @@ impl ScopePolicy {
             let entry: String = entry.into();
             let before = scopes.len();
             for scope in entry.split(' ').filter(|s| !s.is_empty()) {
-                if !scope.bytes().all(is_scope_char) {
+                if !is_scope_token(scope) {
                     return Err(ConfigError::new(
                         "a required scope has a character RFC 6749 does not allow in a scope",
                     ));
@@ -136,11 +136,6 @@ impl ScopePolicy {
             Err(AuthError::insufficient_scope(Arc::clone(&self.joined)))
         }
     }
-}
-
-/// RFC 6749 §3.3: `scope-token = 1*( %x21 / %x23-5B / %x5D-7E )`.
-fn is_scope_char(b: u8) -> bool {
-    matches!(b, 0x21 | 0x23..=0x5B | 0x5D..=0x7E)
 }
 
 impl fmt::Debug for ScopePolicy {
