@@ -527,17 +527,21 @@ async fn an_empty_or_invalid_key_set_counts_as_a_failure() {
 }
 
 #[tokio::test]
-async fn cache_control_max_age_replaces_the_ttl() {
+async fn the_configured_ttl_bounds_cache_control_max_age() {
     let key = TestKey::rsa_a();
-    let ttl = Duration::from_millis(200);
-    // (Cache-Control, refetch after the configured TTL?)
+    let short = Duration::from_millis(200);
+    let long = Duration::from_secs(3600);
+    // (configured TTL, Cache-Control, refetched 300 ms later?)
     let table = [
-        (None, true),
-        (Some("public, max-age=3600"), false),
-        // Below the 60 s floor: clamped up, so still no refetch.
-        (Some("max-age=1"), false),
+        (short, None, true),
+        // A longer max-age never extends the configured TTL.
+        (short, Some("public, max-age=86400"), true),
+        (short, Some("max-age=1"), true),
+        // A shorter one is honoured down to a 60 s floor, so it causes no refetch storm.
+        (long, Some("max-age=1"), false),
+        (long, None, false),
     ];
-    for (cache_control, refetch) in table {
+    for (ttl, cache_control, refetch) in table {
         let server = IssuerServer::start(jwks(&[&key])).await;
         server.set_cache_control(cache_control);
         let jwt = with_jwks_uri(&server)
@@ -547,7 +551,7 @@ async fn cache_control_max_age_replaces_the_ttl() {
             .expect("config");
         jwt.refresh().await.expect("warm-up");
         let app = app(jwt);
-        tokio::time::sleep(ttl + Duration::from_millis(100)).await;
+        tokio::time::sleep(short + Duration::from_millis(100)).await;
 
         let answer = call(&app, "/me", Some(&token(&server, &key))).await;
         assert_eq!(answer.status, StatusCode::OK);
@@ -561,6 +565,44 @@ async fn cache_control_max_age_replaces_the_ttl() {
             assert_eq!(server.jwks_hits(), 1, "{cache_control:?}");
         }
     }
+}
+
+#[tokio::test]
+async fn a_removed_key_stops_verifying_after_the_configured_ttl_whatever_max_age_says() {
+    let (old, new) = (TestKey::rsa_a(), TestKey::rsa_b());
+    let server = IssuerServer::start(jwks(&[&old, &new])).await;
+    server.set_cache_control(Some("public, max-age=86400"));
+    let ttl = Duration::from_millis(300);
+    let jwt = with_jwks_uri(&server)
+        .jwks_ttl(ttl)
+        .jwks_refresh_cooldown(Duration::ZERO)
+        .build()
+        .expect("config");
+    jwt.refresh().await.expect("warm-up");
+    let app = app(jwt);
+    let old_token = token(&server, &old);
+    assert_eq!(
+        call(&app, "/me", Some(&old_token)).await.status,
+        StatusCode::OK
+    );
+
+    // The issuer revokes the old key; the day-long max-age must not keep it alive.
+    server.set_jwks(jwks(&[&new]));
+    tokio::time::sleep(ttl + Duration::from_millis(100)).await;
+    let _first = call(&app, "/me", Some(&old_token)).await; // may be served stale while refetching
+    eventually("the key set was refetched", || server.jwks_hits() == 2).await;
+    let answer = call(&app, "/me", Some(&old_token)).await;
+    assert_eq!(
+        answer.status,
+        StatusCode::UNAUTHORIZED,
+        "{:?}",
+        answer.error
+    );
+    assert_eq!(answer.error_code(), Some("invalid_token"));
+    assert_eq!(
+        call(&app, "/me", Some(&token(&server, &new))).await.status,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]

@@ -28,7 +28,7 @@ pub const DEFAULT_JWKS_TTL: Duration = Duration::from_secs(600);
 pub const DEFAULT_REFRESH_COOLDOWN: Duration = Duration::from_secs(30);
 /// Default time keys keep serving past their TTL while the issuer cannot be reached: 1 hour.
 pub const DEFAULT_MAX_STALE: Duration = Duration::from_secs(3600);
-/// Bounds within which a `Cache-Control: max-age` from the JWKS endpoint replaces the TTL.
+/// Bounds of a `Cache-Control: max-age` from the JWKS endpoint; the configured TTL still caps it.
 pub(crate) const MAX_AGE_BOUNDS: (Duration, Duration) =
     (Duration::from_secs(60), Duration::from_secs(24 * 3600));
 
@@ -313,9 +313,11 @@ impl Inner {
         st.last_failed = result.is_err();
         match result {
             Ok((set, max_age)) => {
+                // The configured TTL is an upper bound: a longer `max-age` never keeps a
+                // removed key alive past it; a shorter one (at least a minute) is honoured.
                 let ttl = max_age
                     .map(|age| age.clamp(MAX_AGE_BOUNDS.0, MAX_AGE_BOUNDS.1))
-                    .unwrap_or(self.policy.ttl);
+                    .map_or(self.policy.ttl, |age| age.min(self.policy.ttl));
                 st.keys = Some(Arc::new(set));
                 // Durations are bounded at build time (30 days), so these cannot overflow.
                 st.fresh_until = now + ttl;

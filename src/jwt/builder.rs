@@ -137,9 +137,10 @@ impl<C> JwtBuilder<C> {
         self
     }
 
-    /// How long fetched keys are used before they are fetched again. A
-    /// `Cache-Control: max-age` from the JWKS endpoint replaces it, bounded to 1 minute …
-    /// 24 hours. Default: 10 minutes; at most 30 days.
+    /// The longest time fetched keys are used before they are fetched again: a key the
+    /// issuer removed stops verifying tokens at most this long after the last fetch. A
+    /// shorter `Cache-Control: max-age` from the JWKS endpoint (bounded below to 1 minute)
+    /// shortens it; a longer one never extends it. Default: 10 minutes; at most 30 days.
     pub fn jwks_ttl(mut self, ttl: Duration) -> Self {
         self.policy.ttl = ttl;
         self
