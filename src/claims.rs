@@ -146,6 +146,29 @@ pub(crate) struct ClaimsView<'de> {
     pub(crate) token_type: Option<Cow<'de, str>>,
     /// Whether a `cnf` (RFC 7800 confirmation) claim is present: a sender-constrained token.
     pub(crate) cnf: bool,
+    /// Whether a claim marks an ID token or a refresh token rather than an access token:
+    /// see [`ClaimsView::not_an_access_token`].
+    pub(crate) nonce: bool,
+    pub(crate) id_token_hash: bool,
+    /// The payload's own `typ` claim (Keycloak: `Bearer`, `ID`, `Refresh`, `Offline`).
+    pub(crate) typ: Option<Cow<'de, str>>,
+}
+
+impl ClaimsView<'_> {
+    /// Whether the claims mark an OpenID Connect ID token (or a Keycloak refresh token), not
+    /// an access token: `at_hash`, `c_hash` or `s_hash` (ID-token-only hashes, OIDC Core
+    /// §3.1.3.6, §3.3.2.11, FAPI), a `typ` claim of `ID`, `Refresh` or `Offline`
+    /// (Keycloak), or `nonce` (OIDC Core §2) unless the payload's `typ` is `Bearer`
+    /// (Keycloak before version 25 also copied `nonce` into its access tokens).
+    pub(crate) fn not_an_access_token(&self) -> bool {
+        let typ = self.typ.as_deref();
+        let is = |name: &str| typ.is_some_and(|t| t.eq_ignore_ascii_case(name));
+        self.id_token_hash
+            || is("ID")
+            || is("Refresh")
+            || is("Offline")
+            || (self.nonce && !is("Bearer"))
+    }
 }
 
 /// Reads a [`ClaimsView`] from a JSON object; anything but an object, a duplicate of a
@@ -191,6 +214,7 @@ impl<'de> Visitor<'de> for ClaimsSeed<'_> {
         let mut sub: Option<Str<'de>> = None;
         let mut token_type: Option<Str<'de>> = None;
         let mut cnf: Option<IgnoredAny> = None;
+        let mut typ: Option<Str<'de>> = None;
         let (mut exp, mut nbf, mut iat) = (None, None, None);
         while let Some(Str(key)) = map.next_key::<Str<'de>>()? {
             match key.as_ref() {
@@ -203,6 +227,15 @@ impl<'de> Visitor<'de> for ClaimsSeed<'_> {
                 "active" => set(&mut v.active, &mut map, "active")?,
                 "token_type" => set(&mut token_type, &mut map, "token_type")?,
                 "cnf" => set(&mut cnf, &mut map, "cnf")?,
+                "typ" => set(&mut typ, &mut map, "typ")?,
+                "nonce" => {
+                    v.nonce = true;
+                    map.next_value::<IgnoredAny>()?;
+                }
+                "at_hash" | "c_hash" | "s_hash" => {
+                    v.id_token_hash = true;
+                    map.next_value::<IgnoredAny>()?;
+                }
                 k if k == named => set(&mut v.scope, &mut map, "scope")?,
                 "scp" if *self.scope_claim == ScopeClaim::Default => {
                     set(&mut v.scp, &mut map, "scp")?
@@ -216,6 +249,7 @@ impl<'de> Visitor<'de> for ClaimsSeed<'_> {
         v.sub = sub.map(|s| s.0);
         v.token_type = token_type.map(|s| s.0);
         v.cnf = cnf.is_some();
+        v.typ = typ.map(|s| s.0);
         v.exp = exp.map(|d| d.0);
         v.nbf = nbf.map(|d| d.0);
         v.iat = iat.map(|d| d.0);

@@ -39,6 +39,7 @@ pub struct JwtBuilder<C = RegisteredClaims> {
     algorithms: Vec<Algorithm>,
     leeway: Duration,
     strict_typ: bool,
+    accept_id_tokens: bool,
     scope_claim: ScopeClaim,
     policy: CachePolicy,
     http_timeout: Duration,
@@ -54,6 +55,7 @@ impl Default for JwtBuilder {
             algorithms: Algorithm::ALL.to_vec(),
             leeway: DEFAULT_LEEWAY,
             strict_typ: false,
+            accept_id_tokens: false,
             scope_claim: ScopeClaim::Default,
             policy: CachePolicy::default(),
             http_timeout: DEFAULT_HTTP_TIMEOUT,
@@ -130,6 +132,17 @@ impl<C> JwtBuilder<C> {
         self
     }
 
+    /// Accepts tokens whose claims mark an OpenID Connect ID token or a refresh token:
+    /// `at_hash`, `c_hash`, `s_hash`, a `typ` claim of `ID`, `Refresh` or `Offline`
+    /// (Keycloak), or `nonce` without `typ: Bearer`. Such a token proves a login to a client,
+    /// not a grant to this API; accepting it lets any client that holds an ID token whose
+    /// audience is this API's audience call the API. Default: `false` (refused as
+    /// `invalid_token`), whatever [`strict_rfc9068`](Self::strict_rfc9068) says.
+    pub fn dangerous_accept_id_tokens(mut self, accept: bool) -> Self {
+        self.accept_id_tokens = accept;
+        self
+    }
+
     /// Reads scopes from the claim `name` (a space-delimited string or an array of strings).
     /// Default: `scope`, else `scp`.
     pub fn scope_claim(mut self, name: impl Into<String>) -> Self {
@@ -190,6 +203,7 @@ impl<C> JwtBuilder<C> {
             algorithms: self.algorithms,
             leeway: self.leeway,
             strict_typ: self.strict_typ,
+            accept_id_tokens: self.accept_id_tokens,
             scope_claim: self.scope_claim,
             policy: self.policy,
             http_timeout: self.http_timeout,
@@ -279,6 +293,7 @@ impl<C> JwtBuilder<C> {
                     .map(String::into_boxed_str)
                     .collect(),
                 allowed,
+                accept_id_tokens: self.accept_id_tokens,
                 typ: if self.strict_typ {
                     TypPolicy::Strict
                 } else {

@@ -76,6 +76,7 @@ struct Inner {
     audiences: Box<[Box<str>]>,
     allowed: AlgSet,
     typ: TypPolicy,
+    accept_id_tokens: bool,
     time: TimeRules,
     scope_claim: ScopeClaim,
     cooldown: Duration,
@@ -169,6 +170,12 @@ where
             .iter()
             .position(|c| **c.issuer() == *iss)
             .ok_or_else(|| AuthError::invalid_token("the token's issuer is not trusted"))?;
+        if view.not_an_access_token() && !inner.accept_id_tokens {
+            return Err(AuthError::invalid_token(
+                "the token is an ID token or a refresh token, not an access token",
+            )
+            .into());
+        }
         if view.cnf {
             return Err(AuthError::invalid_token(
                 "the token is bound to a key (cnf) and cannot be used as a bearer token",

@@ -1,0 +1,158 @@
+//! The findings of the outside audit, each tried the way the attacker tried it. Every test
+//! here failed before its fix.
+
+mod support;
+
+use axum::http::StatusCode;
+use portcullis::{Jwt, RequireScopeLayer, ScopePolicy};
+use serde_json::{Value, json};
+use support::{
+    idp::{self, Idp, jwt_parts},
+    issuer::{
+        AUDIENCE, ISSUER, TestKey, app, call, default_claims, jwks, mint, mint_with_header,
+        static_jwt,
+    },
+};
+
+fn claims_with(extra: Value) -> Value {
+    let mut claims = default_claims(ISSUER, AUDIENCE);
+    for (name, value) in extra.as_object().expect("an object of claims") {
+        claims[name] = value.clone();
+    }
+    claims
+}
+
+// ── Finding 2: empty scope requirements ────────────────────────────────────────────────────
+
+#[test]
+fn a_scope_policy_that_requires_nothing_is_refused_when_it_is_built() {
+    // What an unset environment variable gives.
+    let unset = std::env::var("PORTCULLIS_TEST_UNSET_SCOPE").unwrap_or_default();
+    assert!(ScopePolicy::try_all([unset.as_str()]).is_err());
+    assert!(ScopePolicy::try_any([" "]).is_err());
+    let built = std::panic::catch_unwind(|| RequireScopeLayer::all([""]));
+    assert!(
+        built.is_err(),
+        "RequireScopeLayer::all([\"\"]) must not build"
+    );
+}
+
+// ── Finding 5: ID tokens as access tokens ──────────────────────────────────────────────────
+
+#[tokio::test]
+async fn tokens_marked_as_id_or_refresh_tokens_are_refused_unless_configured() {
+    let key = TestKey::rsa_a();
+    let plain = |key: &TestKey, claims: Value| {
+        // Lenient typ mode: `JWT`, as ID tokens carry it.
+        mint_with_header(
+            key,
+            json!({ "alg": "RS256", "kid": key.kid, "typ": "JWT" }),
+            claims,
+        )
+    };
+    let app = app(static_jwt(&[&key]));
+    let lenient = support::issuer::routes().layer(portcullis::BearerAuthLayer::new(
+        Jwt::builder()
+            .issuer_with_jwks(ISSUER, jwks(&[&key]))
+            .audience(AUDIENCE)
+            .dangerous_accept_id_tokens(true)
+            .build()
+            .expect("config"),
+    ));
+    // (extra claims, refused by default?)
+    let table = [
+        (json!({}), false),
+        (json!({ "nonce": "n-0S6_WzA2Mj" }), true),
+        (json!({ "at_hash": "77QmUPtjPfzWtF2AnpK9RQ" }), true),
+        (json!({ "c_hash": "LDktKdoQak3Pk0cnXxCltA" }), true),
+        (json!({ "s_hash": "LDktKdoQak3Pk0cnXxCltA" }), true),
+        (json!({ "typ": "ID" }), true),
+        (json!({ "typ": "Refresh" }), true),
+        (json!({ "typ": "Offline" }), true),
+        // Keycloak's own access-token marker; Keycloak before 25 also copied `nonce` there.
+        (json!({ "typ": "Bearer" }), false),
+        (json!({ "typ": "Bearer", "nonce": "n" }), false),
+        (json!({ "typ": "Bearer", "at_hash": "x" }), true),
+    ];
+    for (extra, refused) in table {
+        let token = plain(&key, claims_with(extra.clone()));
+        let answer = call(&app, "/me", Some(&token)).await;
+        if refused {
+            assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{extra}");
+            assert_eq!(answer.error_code(), Some("invalid_token"), "{extra}");
+        } else {
+            assert_eq!(answer.status, StatusCode::OK, "{extra}: {:?}", answer.error);
+        }
+        let answer = call(&lenient, "/me", Some(&token)).await;
+        assert_eq!(answer.status, StatusCode::OK, "opted in: {extra}");
+    }
+    // Also under at+jwt: an issuer's `typ` header does not make an ID token an access token.
+    let token = mint(&key, claims_with(json!({ "at_hash": "x" })));
+    assert_eq!(
+        call(&app, "/me", Some(&token)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn an_id_token_from_the_real_provider_is_not_an_access_token() {
+    let idp = Idp::start().await;
+    let response = idp
+        .authorization_code_response("alice", "openid read", idp::API)
+        .await;
+    let id_token = response["id_token"]
+        .as_str()
+        .expect("an ID token for an openid request");
+    let (_, claims) = jwt_parts(id_token);
+    assert_eq!(claims["aud"], idp::CLIENT_ID, "{claims}");
+    assert!(claims.get("at_hash").is_some() || claims.get("nonce").is_some());
+
+    // The API's audience equals the client id: only the markers tell the tokens apart.
+    let jwt = |accept: bool| {
+        Jwt::builder()
+            .issuer(&idp.issuer)
+            .audience(idp::CLIENT_ID)
+            .dangerous_accept_id_tokens(accept)
+            .build()
+            .expect("config")
+    };
+    let strict = app(jwt(false));
+    let answer = call(&strict, "/me", Some(id_token)).await;
+    assert_eq!(
+        answer.status,
+        StatusCode::UNAUTHORIZED,
+        "{:?}",
+        answer.error
+    );
+    assert_eq!(answer.error_code(), Some("invalid_token"));
+
+    let opted_in = app(jwt(true));
+    let answer = call(&opted_in, "/me", Some(id_token)).await;
+    assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.error);
+}
+
+// ── Finding 6: one array item is one scope ─────────────────────────────────────────────────
+
+#[tokio::test]
+async fn one_scp_array_item_never_grants_two_scopes() {
+    let key = TestKey::rsa_a();
+    let app = app(static_jwt(&[&key]));
+    let mut claims = default_claims(ISSUER, AUDIENCE);
+    claims.as_object_mut().expect("object").remove("scope");
+    claims["scp"] = json!(["read admin"]);
+    let token = mint(&key, claims.clone());
+    let answer = call(&app, "/admin", Some(&token)).await;
+    assert_eq!(answer.status, StatusCode::FORBIDDEN);
+    assert_eq!(answer.error_code(), Some("insufficient_scope"));
+    assert_eq!(
+        call(&app, "/read", Some(&token)).await.status,
+        StatusCode::FORBIDDEN
+    );
+
+    claims["scp"] = json!(["read", "admin"]);
+    let token = mint(&key, claims);
+    assert_eq!(
+        call(&app, "/read-and-admin", Some(&token)).await.status,
+        StatusCode::OK
+    );
+}
