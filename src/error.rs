@@ -49,11 +49,16 @@ impl ErrorKind {
     }
 }
 
+/// The one `error_description` of every `invalid_token` rejection.
+const INVALID_TOKEN_PUBLIC: &str =
+    "the access token is expired, revoked, malformed, or not valid for this resource";
+
 /// Why a request was rejected.
 ///
 /// Every rejection response carries a clone of it in its extensions, so logging and metrics
 /// layers outside the auth layer can see why a request was turned away. Its description is
-/// fixed text chosen by portcullis: it never contains the token, a claim value or a secret.
+/// fixed text chosen by portcullis: it never contains the token, a claim value or a secret,
+/// and what the caller sees of it is [`AuthError::public_description`].
 #[derive(Clone, PartialEq, Eq)]
 pub struct AuthError {
     kind: ErrorKind,
@@ -112,9 +117,22 @@ impl AuthError {
         self.kind.status()
     }
 
-    /// A short, human-readable, secret-free description (sent as `error_description`).
+    /// Why the request was rejected, precisely: a short, fixed, secret-free text for logs
+    /// and metrics (for example "the token's issuer is not trusted"). Callers are sent
+    /// [`public_description`](Self::public_description) instead.
     pub fn description(&self) -> &str {
         self.description
+    }
+
+    /// What the caller is told (`error_description`, `grpc-message`): for
+    /// [`ErrorKind::InvalidToken`] one text whatever the reason, so that an unauthenticated
+    /// caller cannot learn which issuers are trusted, which key ids exist or which check
+    /// failed first; for the other kinds, [`description`](Self::description).
+    pub fn public_description(&self) -> &str {
+        match self.kind {
+            ErrorKind::InvalidToken => INVALID_TOKEN_PUBLIC,
+            _ => self.description,
+        }
     }
 
     /// For [`ErrorKind::InsufficientScope`]: the space-separated scopes the resource requires.

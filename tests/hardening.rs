@@ -156,3 +156,50 @@ async fn one_scp_array_item_never_grants_two_scopes() {
         StatusCode::OK
     );
 }
+
+// ── Finding 6: what a caller learns from a rejection ───────────────────────────────────────
+
+#[tokio::test]
+async fn every_invalid_token_is_described_alike_to_the_caller() {
+    let (key, stranger) = (TestKey::rsa_a(), TestKey::rsa_b());
+    let app = app(static_jwt(&[&key]));
+    let now = support::issuer::now();
+    let unknown_kid = stranger.with_kid("no-such-kid");
+    let cases = [
+        mint(
+            &key,
+            claims_with(json!({ "iss": "https://untrusted.example" })),
+        ),
+        mint(&unknown_kid, default_claims(ISSUER, AUDIENCE)),
+        mint(
+            &stranger.with_kid(&key.kid),
+            default_claims(ISSUER, AUDIENCE),
+        ),
+        mint(&key, claims_with(json!({ "exp": now - 3600 }))),
+        mint(&key, claims_with(json!({ "aud": "https://other.example" }))),
+        "not-a-jwt".to_owned(),
+    ];
+    let mut reasons = Vec::new();
+    for token in &cases {
+        let answer = call(&app, "/me", Some(token)).await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+        let challenge = answer.challenge().expect("a challenge");
+        assert_eq!(
+            support::issuer::challenge_param(challenge, "error_description"),
+            Some("the access token is expired, revoked, malformed, or not valid for this resource"),
+            "{challenge}"
+        );
+        // The precise reason stays with the server (extensions, logs).
+        let error = answer
+            .error
+            .expect("the error in the response's extensions");
+        reasons.push(error.description().to_owned());
+    }
+    reasons.sort();
+    reasons.dedup();
+    assert_eq!(
+        reasons.len(),
+        cases.len(),
+        "each case has its own logged reason: {reasons:?}"
+    );
+}

@@ -6,7 +6,7 @@ use crate::error::{AuthError, ErrorKind};
 
 /// gRPC rejections: a trailers-only response (HTTP `200`, `content-type: application/grpc`)
 /// whose `grpc-status` follows the error's kind and whose `grpc-message` is its fixed,
-/// secret-free [`description`](AuthError::description), percent-encoded.
+/// secret-free [`public_description`](AuthError::public_description), percent-encoded.
 ///
 /// | [`ErrorKind`] | `grpc-status` |
 /// |---|---|
@@ -39,7 +39,7 @@ impl GrpcRejection {
             ErrorKind::InsufficientScope => Code::PermissionDenied,
             ErrorKind::Unavailable => Code::Unavailable,
         };
-        let mut status = Status::new(code, error.description());
+        let mut status = Status::new(code, error.public_description());
         if let Some(after) = error.retry_after() {
             let millis = u64::try_from(after.as_millis()).unwrap_or(u64::MAX);
             status

@@ -47,7 +47,7 @@ impl HttpRejection {
         value.push('"');
         if let Some(code) = error.kind().error_code() {
             let _ = write!(value, ", error=\"{code}\", error_description=\"");
-            push_quoted(&mut value, error.description());
+            push_quoted(&mut value, error.public_description());
             value.push('"');
         }
         if let Some(scope) = error.required_scope() {
@@ -122,7 +122,7 @@ mod tests {
                 AuthError::invalid_token("the token has expired"),
                 401,
                 Some(
-                    r#"Bearer realm="orders", error="invalid_token", error_description="the token has expired""#,
+                    r#"Bearer realm="orders", error="invalid_token", error_description="the access token is expired, revoked, malformed, or not valid for this resource""#,
                 ),
                 None,
             ),
