@@ -87,7 +87,7 @@ mod tests {
             (
                 AuthError::invalid_token("the token has expired"),
                 "16",
-                "the token has expired",
+                "the access token is expired, revoked, malformed, or not valid for this resource",
                 None,
             ),
             (
@@ -127,7 +127,7 @@ mod tests {
 
     #[test]
     fn grpc_message_is_percent_encoded() {
-        let error = AuthError::new(ErrorKind::InvalidToken, "50% off\r\nnot ascii: é");
+        let error = AuthError::new(ErrorKind::InvalidRequest, "50% off\r\nnot ascii: é");
         let response: Response<()> = GrpcRejection::new().on_rejection(&error);
         let raw = response.headers()["grpc-message"].to_str().expect("ascii");
         assert_eq!(raw, "50%25%20off%0D%0Anot%20ascii:%20%C3%A9");
