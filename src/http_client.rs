@@ -138,14 +138,20 @@ impl HttpClient {
 
 /// Parses an issuer-side URL; plain `http` only for loopback hosts unless allowed.
 pub(crate) fn parse_url(url: &str, allow_http: bool) -> Result<Url, ConfigError> {
-    let parsed = Url::parse(url).map_err(|_| ConfigError::new(format!("`{url}` is not a URL")))?;
+    let shown = || crate::redact::url(url);
+    let parsed =
+        Url::parse(url).map_err(|_| ConfigError::new(format!("`{}` is not a URL", shown())))?;
     match parsed.scheme() {
         "https" => Ok(parsed),
         "http" if allow_http || is_loopback(&parsed) => Ok(parsed),
         "http" => Err(ConfigError::new(format!(
-            "`{url}` is plain http; use https (http is accepted for loopback hosts, or with dangerous_allow_http)"
+            "`{}` is plain http; use https (http is accepted for loopback hosts, or with dangerous_allow_http)",
+            shown()
         ))),
-        _ => Err(ConfigError::new(format!("`{url}` is not an http(s) URL"))),
+        _ => Err(ConfigError::new(format!(
+            "`{}` is not an http(s) URL",
+            shown()
+        ))),
     }
 }
 

@@ -100,6 +100,7 @@ mod http_client;
 mod jwks;
 mod layer;
 mod principal;
+mod redact;
 mod rejection;
 mod service;
 mod token;

@@ -203,3 +203,47 @@ async fn every_invalid_token_is_described_alike_to_the_caller() {
         "each case has its own logged reason: {reasons:?}"
     );
 }
+
+#[test]
+fn debug_output_and_configuration_errors_never_show_secrets() {
+    let private_jwk = json!({ "keys": [{
+        "kty": "EC", "crv": "P-256", "kid": "k",
+        "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+        "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0",
+        "d": "jpsQnnGQmL-YBIffH1136cspYG6-0iY7X1fCE9-E9LI"
+    }]});
+    let builder = Jwt::builder()
+        .issuer_with_jwks("https://login.example.com", private_jwk.to_string())
+        .issuer_with_jwks_uri(
+            "https://admin:s3cret@issuer.example.com",
+            "https://keys:s3cret@keys.example.com/jwks?api_key=s3cret",
+        )
+        .audience(AUDIENCE);
+    let shown = format!("{builder:?}");
+    assert!(!shown.contains("s3cret"), "{shown}");
+    assert!(!shown.contains("jpsQnnGQmL"), "the private d: {shown}");
+    assert!(
+        shown.contains("keys.example.com"),
+        "still says which: {shown}"
+    );
+
+    for (issuer, jwks_uri) in [
+        ("http://admin:s3cret@idp.internal.example", None),
+        (
+            "https://idp.example.com",
+            Some("ftp://keys:s3cret@idp.example.com/jwks"),
+        ),
+        (
+            "https://idp.example.com",
+            Some("https://keys:s3cret@idp.example.com:99999/"),
+        ),
+    ] {
+        let builder = match jwks_uri {
+            None => Jwt::builder().issuer(issuer),
+            Some(uri) => Jwt::builder().issuer_with_jwks_uri(issuer, uri),
+        };
+        let error = builder.audience(AUDIENCE).build().expect_err("refused");
+        assert!(!error.to_string().contains("s3cret"), "{error}");
+        assert!(!format!("{error:?}").contains("s3cret"), "{error:?}");
+    }
+}

@@ -12,13 +12,36 @@ use crate::{
     },
     jwks::{CachePolicy, JwksCache, Source, keys},
     principal::RegisteredClaims,
+    redact,
 };
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 enum IssuerConfig {
     Discover(String),
     JwksUri(String, String),
     Static(String, String),
+}
+
+/// Never shows credentials in URLs, nor a static key set (it may hold private members).
+impl fmt::Debug for IssuerConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Discover(issuer) => f
+                .debug_tuple("Discover")
+                .field(&redact::url(issuer))
+                .finish(),
+            Self::JwksUri(issuer, uri) => f
+                .debug_tuple("JwksUri")
+                .field(&redact::url(issuer))
+                .field(&redact::url(uri))
+                .finish(),
+            Self::Static(issuer, json) => f
+                .debug_tuple("Static")
+                .field(&redact::url(issuer))
+                .field(&format_args!("<JWK Set, {} bytes>", json.len()))
+                .finish(),
+        }
+    }
 }
 
 impl IssuerConfig {
@@ -254,7 +277,8 @@ impl<C> JwtBuilder<C> {
             }
             if issuers.iter().any(|c: &JwksCache| *c.issuer() == issuer) {
                 return Err(ConfigError::new(format!(
-                    "issuer `{issuer}` is listed twice"
+                    "issuer `{}` is listed twice",
+                    redact::url(&issuer)
                 )));
             }
             let allow_http = self.policy.allow_http;
@@ -265,11 +289,16 @@ impl<C> JwtBuilder<C> {
                 }
                 IssuerConfig::Static(_, json) => {
                     let set = keys::parse(json.as_bytes(), allowed).map_err(|e| {
-                        ConfigError::new(format!("the JWK Set of `{issuer}` is invalid: {}", e.0))
+                        ConfigError::new(format!(
+                            "the JWK Set of `{}` is invalid: {}",
+                            redact::url(&issuer),
+                            e.0
+                        ))
                     })?;
                     if set.keys.is_empty() {
                         return Err(ConfigError::new(format!(
-                            "the JWK Set of `{issuer}` has no usable key"
+                            "the JWK Set of `{}` has no usable key",
+                            redact::url(&issuer)
                         )));
                     }
                     (Source::Static, Some(set))

@@ -100,7 +100,7 @@ impl<C> fmt::Debug for Jwt<C> {
                     .inner
                     .issuers
                     .iter()
-                    .map(|i| i.issuer())
+                    .map(|i| crate::redact::url(i.issuer()))
                     .collect::<Vec<_>>(),
             )
             .field("audiences", &self.inner.audiences)
