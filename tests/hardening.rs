@@ -247,3 +247,36 @@ fn debug_output_and_configuration_errors_never_show_secrets() {
         assert!(!format!("{error:?}").contains("s3cret"), "{error:?}");
     }
 }
+
+#[tokio::test]
+async fn a_key_set_of_300_000_junk_entries_writes_one_warning() {
+    let logs = support::issuer::logs();
+    let key = TestKey::rsa_a();
+    let good: Value = serde_json::from_str(&jwks(&[&key])).expect("jwks");
+    let mut members = vec!["{}"; 300_000].join(",");
+    members.push(',');
+    members.push_str(&good["keys"][0].to_string());
+    let server = support::issuer::IssuerServer::start(format!(r#"{{"keys":[{members}]}}"#)).await;
+    let jwt = Jwt::builder()
+        .issuer_with_jwks_uri(server.issuer(), server.jwks_uri())
+        .audience(AUDIENCE)
+        .max_response_bytes(4 * 1024 * 1024)
+        .build()
+        .expect("config");
+    jwt.refresh().await.expect("the one good key loads");
+    let app = app(jwt);
+    let token = mint(&key, default_claims(server.issuer(), AUDIENCE));
+    assert_eq!(call(&app, "/me", Some(&token)).await.status, StatusCode::OK);
+
+    let text = logs.text();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("skipped=300000"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].contains("WARN") && lines[0].contains("malformed key"),
+        "{lines:?}"
+    );
+    assert!(!text.contains("skipping a JWK"), "no line per key");
+}

@@ -104,26 +104,72 @@ struct RawJwk {
     k: Option<serde::de::IgnoredAny>,
 }
 
-/// Parses a JWK Set; keys that cannot be used are skipped (and logged), not fatal.
+/// The most usable keys kept from one JWK Set; issuers publish a handful.
+pub(crate) const MAX_KEYS: usize = 100;
+
+/// Why keys of one document were skipped, counted per reason.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Skipped(Vec<(&'static str, usize)>);
+
+impl Skipped {
+    fn add(&mut self, reason: &'static str) {
+        match self.0.iter_mut().find(|(r, _)| *r == reason) {
+            Some((_, count)) => *count += 1,
+            None => self.0.push((reason, 1)),
+        }
+    }
+
+    fn total(&self) -> usize {
+        self.0.iter().map(|(_, n)| n).sum()
+    }
+}
+
+impl std::fmt::Display for Skipped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, (reason, count)) in self.0.iter().enumerate() {
+            let sep = if i == 0 { "" } else { ", " };
+            write!(f, "{sep}{count} × {reason}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Parses a JWK Set; keys that cannot be used are skipped, not fatal, and summarized in one
+/// WARN line per document (feature `tracing`), however many there are.
 pub(crate) fn parse(json: &[u8], allowed: AlgSet) -> Result<KeySet, InvalidJwks> {
+    let (set, skipped) = parse_counting(json, allowed)?;
+    if skipped.total() > 0 {
+        #[cfg(feature = "tracing")]
+        tracing::warn!(
+            target: "portcullis::jwks",
+            kept = set.keys.len(),
+            skipped = skipped.total(),
+            reasons = %skipped,
+            "skipped keys of a JWK Set"
+        );
+    }
+    Ok(set)
+}
+
+fn parse_counting(json: &[u8], allowed: AlgSet) -> Result<(KeySet, Skipped), InvalidJwks> {
     let doc: Document =
         serde_json::from_slice(json).map_err(|_| InvalidJwks("not a JWK Set document"))?;
-    let mut keys = Vec::with_capacity(doc.keys.len());
-    for (index, value) in doc.keys.into_iter().enumerate() {
+    let mut keys = Vec::with_capacity(doc.keys.len().min(MAX_KEYS));
+    let mut skipped = Skipped::default();
+    for value in doc.keys {
+        if keys.len() == MAX_KEYS {
+            skipped.add("more usable keys than the limit");
+            continue;
+        }
         match serde_json::from_value::<RawJwk>(value)
             .map_err(|_| "malformed key")
             .and_then(|raw| key(raw, allowed))
         {
             Ok(k) => keys.push(k),
-            Err(_why) => {
-                #[cfg(feature = "tracing")]
-                tracing::warn!(target: "portcullis::jwks", index, reason = _why, "skipping a JWK");
-                #[cfg(not(feature = "tracing"))]
-                let _ = index;
-            }
+            Err(why) => skipped.add(why),
         }
     }
-    Ok(KeySet { keys })
+    Ok((KeySet { keys }, skipped))
 }
 
 fn decoded_len(b64: &str) -> Result<usize, &'static str> {
@@ -306,6 +352,29 @@ mod tests {
         for doc in ["[]", "{}", r#"{"keys":{}}"#, "null", "{"] {
             assert!(parse(doc.as_bytes(), AlgSet::RSA).is_err(), "{doc}");
         }
+    }
+
+    #[test]
+    fn skipped_keys_are_counted_per_reason_and_usable_keys_are_capped() {
+        let rsa = |kid: usize| format!(r#"{{"kty":"RSA","kid":"k{kid}","n":"{N}","e":"AQAB"}}"#);
+        let mut members: Vec<String> = (0..MAX_KEYS + 5).map(rsa).collect();
+        members.extend((0..1000).map(|_| r#"{"kty":"oct","k":"AA"}"#.to_owned()));
+        members.extend((0..7).map(|_| "42".to_owned()));
+        let doc = format!(r#"{{"keys":[{}]}}"#, members.join(","));
+        let (set, skipped) =
+            parse_counting(doc.as_bytes(), AlgSet::of(Algorithm::ALL)).expect("set");
+        assert_eq!(set.keys.len(), MAX_KEYS);
+        assert_eq!(skipped.total(), 5 + 1000 + 7);
+        assert_eq!(
+            skipped.to_string(),
+            "1012 × more usable keys than the limit"
+        );
+        let doc = r#"{"keys":[{"kty":"oct","k":"AA"},42,{"kty":"oct","k":"AA"}]}"#;
+        let (_, skipped) = parse_counting(doc.as_bytes(), AlgSet::RSA).expect("set");
+        assert_eq!(
+            skipped.to_string(),
+            "2 × key carries private or symmetric material, 1 × malformed key"
+        );
     }
 
     #[test]
