@@ -86,6 +86,16 @@ impl<A, R> BearerAuthLayer<A, R> {
     }
 
     /// Also reads the token from the cookie `name`. Default: off.
+    ///
+    /// # Cross-site request forgery
+    ///
+    /// A browser attaches cookies to every request to your site, including those a page on
+    /// another site makes it send: a token in a cookie authenticates forged requests too,
+    /// which a token in `Authorization` never does. Use this only together with a CSRF
+    /// defence in front of state-changing routes — cookies with `SameSite=Strict` (or `Lax`
+    /// and no state change on `GET`), the `__Host-` prefix, `Secure` and `HttpOnly`, plus an
+    /// origin check such as tower-http's or a CSRF token — and never for cross-origin APIs
+    /// that also answer CORS requests with credentials.
     pub fn token_from_cookie(mut self, name: impl Into<String>) -> Self {
         self.config().source.cookie = Some(name.into().into_boxed_str());
         self

@@ -280,3 +280,52 @@ async fn a_key_set_of_300_000_junk_entries_writes_one_warning() {
     );
     assert!(!text.contains("skipping a JWK"), "no line per key");
 }
+
+// ── Finding 6: keys from another host ──────────────────────────────────────────────────────
+
+#[tokio::test]
+async fn a_discovered_jwks_uri_on_another_host_needs_consent() {
+    let key = TestKey::rsa_a();
+    let server = support::issuer::IssuerServer::start(jwks(&[&key])).await;
+    // Same server, another host name: `localhost` instead of `127.0.0.1`.
+    let elsewhere = server.jwks_uri().replace("127.0.0.1", "localhost");
+    assert_ne!(elsewhere, server.jwks_uri());
+    server.set_discovered_jwks_uri(Some(&elsewhere));
+    let token = mint(&key, default_claims(server.issuer(), AUDIENCE));
+
+    let refused = Jwt::builder()
+        .issuer(server.issuer())
+        .audience(AUDIENCE)
+        .build()
+        .expect("config");
+    let error = refused.refresh().await.expect_err("keys on another host");
+    assert_eq!(error.kind(), portcullis::ErrorKind::Unavailable);
+    assert_eq!(server.jwks_hits(), 0, "nothing fetched from the other host");
+    let answer = call(&app(refused), "/me", Some(&token)).await;
+    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+
+    let allowed = Jwt::builder()
+        .issuer(server.issuer())
+        .allow_jwks_host("LocalHost")
+        .audience(AUDIENCE)
+        .build()
+        .expect("config");
+    allowed.refresh().await.expect("keys from the allowed host");
+    assert_eq!(server.jwks_hits(), 1);
+    assert_eq!(
+        call(&app(allowed), "/me", Some(&token)).await.status,
+        StatusCode::OK
+    );
+
+    for bad in ["", "https://localhost", "localhost:8080", "localhost/jwks"] {
+        assert!(
+            Jwt::builder()
+                .issuer(server.issuer())
+                .allow_jwks_host(bad)
+                .audience(AUDIENCE)
+                .build()
+                .is_err(),
+            "{bad:?}"
+        );
+    }
+}

@@ -35,8 +35,12 @@ pub(crate) const MAX_AGE_BOUNDS: (Duration, Duration) =
 /// Where an issuer's keys come from.
 #[derive(Clone, Debug)]
 pub(crate) enum Source {
-    /// Discovery from the issuer URL, then its `jwks_uri`.
-    Discovery(Url),
+    /// Discovery from the issuer URL, then its `jwks_uri`, which must be on the issuer's
+    /// host or on one of `other_hosts`.
+    Discovery {
+        issuer: Url,
+        other_hosts: Arc<[Box<str>]>,
+    },
     /// A `jwks_uri` given directly.
     JwksUri(Url),
     /// Keys given at build time; never fetched.
@@ -271,9 +275,12 @@ impl Inner {
     }
 
     async fn jwks_uri(&self) -> Result<Url, FetchError> {
-        let issuer_url = match &self.source {
+        let (issuer_url, other_hosts) = match &self.source {
             Source::JwksUri(url) => return Ok(url.clone()),
-            Source::Discovery(url) => url,
+            Source::Discovery {
+                issuer,
+                other_hosts,
+            } => (issuer, other_hosts),
             Source::Static => return Err(FetchError::Invalid("static key set")),
         };
         if let Some(url) = lock(&self.discovered).clone() {
@@ -285,6 +292,16 @@ impl Inner {
             .ok_or(FetchError::Invalid("discovery document has no jwks_uri"))?;
         let uri = parse_url(&uri, self.policy.allow_http)
             .map_err(|_| FetchError::Invalid("discovery document has an unusable jwks_uri"))?;
+        // Keys from another host would let that host mint tokens for this issuer: only
+        // with the user's consent.
+        let host = uri.host_str().unwrap_or_default();
+        if uri.host_str() != issuer_url.host_str()
+            && !other_hosts.iter().any(|h| h.eq_ignore_ascii_case(host))
+        {
+            return Err(FetchError::Invalid(
+                "the discovered jwks_uri is on another host than the issuer (see JwtBuilder::allow_jwks_host)",
+            ));
+        }
         *lock(&self.discovered) = Some(uri.clone());
         Ok(uri)
     }

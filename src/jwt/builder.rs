@@ -63,6 +63,7 @@ pub struct JwtBuilder<C = RegisteredClaims> {
     leeway: Duration,
     strict_typ: bool,
     accept_id_tokens: bool,
+    jwks_hosts: Vec<String>,
     scope_claim: ScopeClaim,
     policy: CachePolicy,
     http_timeout: Duration,
@@ -79,6 +80,7 @@ impl Default for JwtBuilder {
             leeway: DEFAULT_LEEWAY,
             strict_typ: false,
             accept_id_tokens: false,
+            jwks_hosts: Vec::new(),
             scope_claim: ScopeClaim::Default,
             policy: CachePolicy::default(),
             http_timeout: DEFAULT_HTTP_TIMEOUT,
@@ -166,6 +168,16 @@ impl<C> JwtBuilder<C> {
         self
     }
 
+    /// Also accepts a discovered `jwks_uri` on `host` (a bare host name, such as
+    /// `www.googleapis.com` for Google's issuer `https://accounts.google.com`). Whoever
+    /// serves the keys can mint tokens for the issuer, so by default a discovery document
+    /// pointing its `jwks_uri` at another host is refused and the issuer's keys are
+    /// unavailable. Repeat for several hosts. Default: only the issuer's own host.
+    pub fn allow_jwks_host(mut self, host: impl Into<String>) -> Self {
+        self.jwks_hosts.push(host.into());
+        self
+    }
+
     /// Reads scopes from the claim `name` (a space-delimited string or an array of strings).
     /// Default: `scope`, else `scp`.
     pub fn scope_claim(mut self, name: impl Into<String>) -> Self {
@@ -227,6 +239,7 @@ impl<C> JwtBuilder<C> {
             leeway: self.leeway,
             strict_typ: self.strict_typ,
             accept_id_tokens: self.accept_id_tokens,
+            jwks_hosts: self.jwks_hosts,
             scope_claim: self.scope_claim,
             policy: self.policy,
             http_timeout: self.http_timeout,
@@ -270,6 +283,19 @@ impl<C> JwtBuilder<C> {
         }
         let http = HttpClient::new(self.http_timeout, self.max_response_bytes)?;
         let mut issuers = Vec::with_capacity(self.issuers.len());
+        let jwks_hosts: Arc<[Box<str>]> = self
+            .jwks_hosts
+            .iter()
+            .map(|h| h.to_ascii_lowercase().into_boxed_str())
+            .collect();
+        if jwks_hosts
+            .iter()
+            .any(|h| h.is_empty() || h.contains(['/', ':', '@']))
+        {
+            return Err(ConfigError::new(
+                "an allowed JWKS host must be a bare host name, without scheme, port or path",
+            ));
+        }
         for config in self.issuers {
             let issuer: Arc<str> = config.issuer().into();
             if issuer.is_empty() {
@@ -283,7 +309,13 @@ impl<C> JwtBuilder<C> {
             }
             let allow_http = self.policy.allow_http;
             let (source, initial) = match config {
-                IssuerConfig::Discover(i) => (Source::Discovery(parse_url(&i, allow_http)?), None),
+                IssuerConfig::Discover(i) => (
+                    Source::Discovery {
+                        issuer: parse_url(&i, allow_http)?,
+                        other_hosts: Arc::clone(&jwks_hosts),
+                    },
+                    None,
+                ),
                 IssuerConfig::JwksUri(_, uri) => {
                     (Source::JwksUri(parse_url(&uri, allow_http)?), None)
                 }

@@ -318,6 +318,7 @@ pub struct IssuerState {
     mode: Mutex<JwksMode>,
     cache_control: Mutex<Option<String>>,
     discovered_issuer: Mutex<Option<String>>,
+    discovered_jwks_uri: Mutex<Option<String>>,
     oidc_hits: AtomicUsize,
     oauth_hits: AtomicUsize,
     jwks_hits: AtomicUsize,
@@ -358,6 +359,7 @@ impl IssuerServer {
             mode: Mutex::new(JwksMode::Normal),
             cache_control: Mutex::new(None),
             discovered_issuer: Mutex::new(None),
+            discovered_jwks_uri: Mutex::new(None),
             oidc_hits: AtomicUsize::new(0),
             oauth_hits: AtomicUsize::new(0),
             jwks_hits: AtomicUsize::new(0),
@@ -406,6 +408,11 @@ impl IssuerServer {
         *lock(&self.state.discovered_issuer) = issuer.map(str::to_owned);
     }
 
+    /// Makes the discovery documents name another `jwks_uri` (or its own again with `None`).
+    pub fn set_discovered_jwks_uri(&self, uri: Option<&str>) {
+        *lock(&self.state.discovered_jwks_uri) = uri.map(str::to_owned);
+    }
+
     /// Requests to `/.well-known/openid-configuration`.
     pub fn oidc_hits(&self) -> usize {
         self.state.oidc_hits.load(Ordering::SeqCst)
@@ -438,7 +445,9 @@ fn metadata(state: &IssuerState) -> Json<Value> {
         .unwrap_or_else(|| state.base.clone());
     Json(json!({
         "issuer": issuer,
-        "jwks_uri": format!("{}/jwks", state.base),
+        "jwks_uri": lock(&state.discovered_jwks_uri)
+            .clone()
+            .unwrap_or_else(|| format!("{}/jwks", state.base)),
         "token_endpoint": format!("{}/token", state.base),
         "response_types_supported": ["code"],
     }))
