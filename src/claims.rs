@@ -305,6 +305,78 @@ impl TimeRules {
 }
 
 /// Whether any of the token's audiences is one of `expected`.
+/// The claim rules a builder collects (audiences, leeway, scope claim), shared by the `Jwt`
+/// and `Introspection` builders, whose setters delegate here.
+#[derive(Clone, Debug)]
+pub(crate) struct ClaimRules {
+    pub(crate) audiences: Vec<String>,
+    pub(crate) leeway: Duration,
+    pub(crate) scope_claim: ScopeClaim,
+}
+
+impl Default for ClaimRules {
+    fn default() -> Self {
+        Self {
+            audiences: Vec::new(),
+            leeway: DEFAULT_LEEWAY,
+            scope_claim: ScopeClaim::Default,
+        }
+    }
+}
+
+/// [`ClaimRules`], checked.
+#[derive(Debug)]
+pub(crate) struct CheckedClaimRules {
+    pub(crate) audiences: Box<[Box<str>]>,
+    pub(crate) time: TimeRules,
+    pub(crate) scope_claim: ScopeClaim,
+}
+
+impl ClaimRules {
+    pub(crate) fn audience(&mut self, audience: String) {
+        self.audiences.push(audience);
+    }
+
+    pub(crate) fn scope_claim(&mut self, name: String) {
+        self.scope_claim = ScopeClaim::Named(name.into_boxed_str());
+    }
+
+    /// Checks the rules: no empty audience, at least one when `audience_required`, a leeway
+    /// of at most [`MAX_LEEWAY`], a non-empty scope claim name.
+    pub(crate) fn check(
+        self,
+        audience_required: bool,
+    ) -> Result<CheckedClaimRules, crate::error::ConfigError> {
+        use crate::error::ConfigError;
+        if self.audiences.iter().any(String::is_empty)
+            || (audience_required && self.audiences.is_empty())
+        {
+            return Err(ConfigError::new(
+                "at least one non-empty audience is required",
+            ));
+        }
+        if self.leeway > MAX_LEEWAY {
+            return Err(ConfigError::new("the leeway may not exceed 5 minutes"));
+        }
+        if let ScopeClaim::Named(name) = &self.scope_claim
+            && name.is_empty()
+        {
+            return Err(ConfigError::new("the scope claim name is empty"));
+        }
+        Ok(CheckedClaimRules {
+            audiences: self
+                .audiences
+                .into_iter()
+                .map(String::into_boxed_str)
+                .collect(),
+            time: TimeRules {
+                leeway: self.leeway.as_secs_f64(),
+            },
+            scope_claim: self.scope_claim,
+        })
+    }
+}
+
 pub(crate) fn audience_matches(aud: Option<&StrList<'_>>, expected: &[Box<str>]) -> bool {
     aud.is_some_and(|aud| aud.iter().any(|a| expected.iter().any(|e| **e == *a)))
 }

@@ -5,7 +5,7 @@ use std::{fmt, marker::PhantomData, sync::Arc, time::Duration};
 use super::{Inner, Jwt, header::TypPolicy};
 use crate::{
     alg::{AlgSet, Algorithm},
-    claims::{DEFAULT_LEEWAY, MAX_LEEWAY, ScopeClaim, TimeRules},
+    claims::ClaimRules,
     error::ConfigError,
     http_client::{
         DEFAULT_HTTP_TIMEOUT, DEFAULT_MAX_RESPONSE_BYTES, HttpClient, MAX_HTTP_TIMEOUT, parse_url,
@@ -58,13 +58,11 @@ impl IssuerConfig {
 #[must_use]
 pub struct JwtBuilder<C = RegisteredClaims> {
     issuers: Vec<IssuerConfig>,
-    audiences: Vec<String>,
     algorithms: Vec<Algorithm>,
-    leeway: Duration,
     strict_typ: bool,
     accept_id_tokens: bool,
     jwks_hosts: Vec<String>,
-    scope_claim: ScopeClaim,
+    claim_rules: ClaimRules,
     policy: CachePolicy,
     http_timeout: Duration,
     max_response_bytes: usize,
@@ -75,13 +73,11 @@ impl Default for JwtBuilder {
     fn default() -> Self {
         Self {
             issuers: Vec::new(),
-            audiences: Vec::new(),
             algorithms: Algorithm::ALL.to_vec(),
-            leeway: DEFAULT_LEEWAY,
             strict_typ: false,
             accept_id_tokens: false,
             jwks_hosts: Vec::new(),
-            scope_claim: ScopeClaim::Default,
+            claim_rules: ClaimRules::default(),
             policy: CachePolicy::default(),
             http_timeout: DEFAULT_HTTP_TIMEOUT,
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
@@ -94,7 +90,7 @@ impl<C> fmt::Debug for JwtBuilder<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("JwtBuilder")
             .field("issuers", &self.issuers)
-            .field("audiences", &self.audiences)
+            .field("audiences", &self.claim_rules.audiences)
             .finish_non_exhaustive()
     }
 }
@@ -132,7 +128,7 @@ impl<C> JwtBuilder<C> {
     /// Accepts tokens whose `aud` (a string or an array) contains `audience`. Repeat to
     /// accept several. Required: there is no default.
     pub fn audience(mut self, audience: impl Into<String>) -> Self {
-        self.audiences.push(audience.into());
+        self.claim_rules.audience(audience.into());
         self
     }
 
@@ -146,7 +142,7 @@ impl<C> JwtBuilder<C> {
 
     /// Clock skew tolerated on `exp`, `nbf` and `iat`. Default: 30 seconds; at most 5 minutes.
     pub fn leeway(mut self, leeway: Duration) -> Self {
-        self.leeway = leeway;
+        self.claim_rules.leeway = leeway;
         self
     }
 
@@ -181,7 +177,7 @@ impl<C> JwtBuilder<C> {
     /// Reads scopes from the claim `name` (a space-delimited string or an array of strings).
     /// Default: `scope`, else `scp`.
     pub fn scope_claim(mut self, name: impl Into<String>) -> Self {
-        self.scope_claim = ScopeClaim::Named(name.into().into_boxed_str());
+        self.claim_rules.scope_claim(name.into());
         self
     }
 
@@ -234,13 +230,11 @@ impl<C> JwtBuilder<C> {
     pub fn claims<T>(self) -> JwtBuilder<T> {
         JwtBuilder {
             issuers: self.issuers,
-            audiences: self.audiences,
             algorithms: self.algorithms,
-            leeway: self.leeway,
             strict_typ: self.strict_typ,
             accept_id_tokens: self.accept_id_tokens,
             jwks_hosts: self.jwks_hosts,
-            scope_claim: self.scope_claim,
+            claim_rules: self.claim_rules,
             policy: self.policy,
             http_timeout: self.http_timeout,
             max_response_bytes: self.max_response_bytes,
@@ -255,14 +249,7 @@ impl<C> JwtBuilder<C> {
         if self.issuers.is_empty() {
             return Err(ConfigError::new("at least one issuer is required"));
         }
-        if self.audiences.is_empty() || self.audiences.iter().any(String::is_empty) {
-            return Err(ConfigError::new(
-                "at least one non-empty audience is required",
-            ));
-        }
-        if self.leeway > MAX_LEEWAY {
-            return Err(ConfigError::new("the leeway may not exceed 5 minutes"));
-        }
+        let rules = self.claim_rules.check(true)?;
         if self.http_timeout.is_zero()
             || self.http_timeout > MAX_HTTP_TIMEOUT
             || self.max_response_bytes == 0
@@ -275,11 +262,6 @@ impl<C> JwtBuilder<C> {
         let allowed = AlgSet::of(self.algorithms.iter().copied());
         if allowed.is_empty() {
             return Err(ConfigError::new("at least one algorithm must be allowed"));
-        }
-        if let ScopeClaim::Named(name) = &self.scope_claim
-            && name.is_empty()
-        {
-            return Err(ConfigError::new("the scope claim name is empty"));
         }
         let http = HttpClient::new(self.http_timeout, self.max_response_bytes)?;
         let mut issuers = Vec::with_capacity(self.issuers.len());
@@ -348,11 +330,7 @@ impl<C> JwtBuilder<C> {
         Ok(Jwt {
             inner: Arc::new(Inner {
                 issuers: issuers.into_boxed_slice(),
-                audiences: self
-                    .audiences
-                    .into_iter()
-                    .map(String::into_boxed_str)
-                    .collect(),
+                audiences: rules.audiences,
                 allowed,
                 accept_id_tokens: self.accept_id_tokens,
                 typ: if self.strict_typ {
@@ -360,10 +338,8 @@ impl<C> JwtBuilder<C> {
                 } else {
                     TypPolicy::Lenient
                 },
-                time: TimeRules {
-                    leeway: self.leeway.as_secs_f64(),
-                },
-                scope_claim: self.scope_claim,
+                time: rules.time,
+                scope_claim: rules.scope_claim,
                 cooldown: self.policy.cooldown,
             }),
             _claims: PhantomData,
