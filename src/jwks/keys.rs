@@ -4,10 +4,10 @@ use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use jsonwebtoken::DecodingKey;
 use serde::Deserialize;
 
-use crate::{
-    alg::{AlgSet, Algorithm},
-    jwt::header::MAX_KID_LEN,
-};
+use crate::alg::{AlgSet, Algorithm};
+
+/// The longest `kid` looked up; longer ones are rejected before any lookup.
+pub(crate) const MAX_KID_LEN: usize = 256;
 
 /// The smallest RSA modulus accepted, in bytes (2048 bits).
 const MIN_RSA_MODULUS_LEN: usize = 256;

@@ -4,11 +4,8 @@ use std::borrow::Cow;
 
 use serde::{Deserialize, Deserializer, de::IgnoredAny};
 
-use crate::alg::Algorithm;
 use crate::error::AuthError;
-
-/// The longest `kid` looked up; longer ones are rejected before any lookup.
-pub(crate) const MAX_KID_LEN: usize = 256;
+use crate::{alg::Algorithm, jwks::keys::MAX_KID_LEN};
 
 /// How the `typ` header is checked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
