@@ -261,11 +261,15 @@ pub(crate) fn parse<'de>(
     json: &'de [u8],
     scope_claim: &ScopeClaim,
 ) -> Result<ClaimsView<'de>, AuthError> {
-    let mut de = serde_json::Deserializer::from_slice(json);
+    let malformed = || AuthError::invalid_token("the token's claims are malformed");
+    // JSON is UTF-8 (RFC 8259 §8.1, RFC 7519 §7.2); serde_json checks it only in the strings
+    // it reads, not in the members it skips.
+    let json = std::str::from_utf8(json).map_err(|_| malformed())?;
+    let mut de = serde_json::Deserializer::from_str(json);
     let view = ClaimsSeed { scope_claim }
         .deserialize(&mut de)
         .and_then(|v| de.end().map(|()| v))
-        .map_err(|_| AuthError::invalid_token("the token's claims are malformed"))?;
+        .map_err(|_| malformed())?;
     Ok(view)
 }
 
@@ -477,6 +481,17 @@ mod tests {
         for json in bad {
             assert!(view(json).is_err(), "{json} should be rejected");
         }
+    }
+
+    #[test]
+    fn claims_that_are_not_utf8_are_rejected() {
+        // Found by `proptests::mutated_claims`: invalid UTF-8 in a member the parser skips
+        // was accepted.
+        let bad: &[&[u8]] = &[b"{\"exp\":1,\"x\":\"\xff\"}", b"{\"exp\":1,\"x\":[\"a\xc3\"]}"];
+        for json in bad {
+            assert!(parse(json, &ScopeClaim::Default).is_err(), "{json:?}");
+        }
+        assert!(parse("{\"exp\":1,\"x\":\"\u{e9}\"}".as_bytes(), &ScopeClaim::Default).is_ok());
     }
 
     #[test]

@@ -105,6 +105,9 @@ mod rejection;
 mod service;
 mod token;
 
+#[cfg(test)]
+mod proptests;
+
 pub mod future;
 pub mod jwt;
 pub mod scope;
