@@ -1517,3 +1517,213 @@ proptest! {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Challenge rendering (RFC 6750 §3, RFC 7235 §2.1 and §4.1).
+// ---------------------------------------------------------------------------------------
+
+/// The documented filter: characters that cannot stand in a quoted-string of a header
+/// value (anything but printable ASCII) are dropped.
+fn printable(s: &str) -> String {
+    s.chars().filter(|c| (' '..='~').contains(c)).collect()
+}
+
+fn is_tchar(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c)
+}
+
+/// Parses one RFC 7235 challenge: `auth-scheme [ 1*SP auth-param *( OWS "," OWS
+/// auth-param ) ]`, `auth-param = token BWS "=" BWS ( token / quoted-string )`.
+fn parse_challenge(value: &str) -> Result<(String, Vec<(String, String)>), String> {
+    let mut chars = value.chars().peekable();
+    let token = |chars: &mut std::iter::Peekable<std::str::Chars<'_>>| {
+        let mut t = String::new();
+        while let Some(c) = chars.next_if(|c| is_tchar(*c)) {
+            t.push(c);
+        }
+        t
+    };
+    let skip_ows = |chars: &mut std::iter::Peekable<std::str::Chars<'_>>| {
+        while chars.next_if(|c| *c == ' ' || *c == '\t').is_some() {}
+    };
+    let scheme = token(&mut chars);
+    if scheme.is_empty() {
+        return Err("no auth-scheme".into());
+    }
+    let mut params = Vec::new();
+    if chars.peek().is_none() {
+        return Ok((scheme, params));
+    }
+    if chars.next() != Some(' ') {
+        return Err("no space after the scheme".into());
+    }
+    skip_ows(&mut chars);
+    loop {
+        let name = token(&mut chars);
+        if name.is_empty() {
+            return Err(format!("no parameter name after {params:?}"));
+        }
+        skip_ows(&mut chars);
+        if chars.next() != Some('=') {
+            return Err(format!("no `=` after {name}"));
+        }
+        skip_ows(&mut chars);
+        let value = if chars.next_if_eq(&'"').is_some() {
+            let mut v = String::new();
+            loop {
+                match chars.next() {
+                    None => return Err(format!("unterminated quoted-string in {name}")),
+                    Some('"') => break,
+                    Some('\\') => match chars.next() {
+                        Some(c) if c == '\t' || (' '..='~').contains(&c) => v.push(c),
+                        other => return Err(format!("bad quoted-pair {other:?} in {name}")),
+                    },
+                    Some(c) if c == '\t' || c == ' ' || c == '!' || ('#'..='[').contains(&c) || (']'..='~').contains(&c) => v.push(c),
+                    Some(c) => return Err(format!("{c:?} in the quoted-string of {name}")),
+                }
+            }
+            v
+        } else {
+            token(&mut chars)
+        };
+        params.push((name, value));
+        skip_ows(&mut chars);
+        match chars.next() {
+            None => return Ok((scheme, params)),
+            Some(',') => skip_ows(&mut chars),
+            Some(c) => return Err(format!("{c:?} after a parameter")),
+        }
+    }
+}
+
+fn error_kind() -> impl Strategy<Value = ErrorKind> {
+    prop::sample::select(
+        &[
+            ErrorKind::MissingToken,
+            ErrorKind::InvalidRequest,
+            ErrorKind::InvalidToken,
+            ErrorKind::InsufficientScope,
+            ErrorKind::Unavailable,
+        ][..],
+    )
+}
+
+/// Text for realms, descriptions and scopes: quotes, backslashes, CR, LF, NUL, DEL,
+/// commas, equals signs and non-ASCII among printable ASCII.
+fn header_text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        3 => "[ -~]{0,16}",
+        2 => "([a-z ,=]|\"|\\\\|\r|\n|\r\n|\u{0}|\u{7f}|\t|\u{e9}|\u{2028}){0,12}",
+        1 => "\\PC{0,8}",
+    ]
+}
+
+proptest! {
+    #![proptest_config(config(512))]
+
+    /// The challenge is printable ASCII (no CR, LF or other control), parses back as one
+    /// RFC 7235 challenge, and carries the realm, description and scope after the
+    /// documented filtering.
+    #[test]
+    fn challenges_parse_back(
+        realm in header_text(),
+        description in header_text(),
+        scope in header_text(),
+        kind in error_kind(),
+    ) {
+        let error = if kind == ErrorKind::InsufficientScope {
+            AuthError::insufficient_scope(scope.as_str().into())
+        } else {
+            // Descriptions are `&'static str`: the few bytes of each case are leaked.
+            AuthError::new(kind, Box::leak(description.clone().into_boxed_str()))
+        };
+        let value = HttpRejection::new().realm(&realm).challenge(&error);
+        let bytes = value.as_bytes();
+        prop_assert!(bytes.iter().all(|b| (0x20..0x7f).contains(b)), "{value:?}");
+        let text = value.to_str().expect("printable ASCII");
+        let (scheme, params) = parse_challenge(text).map_err(|e| TestCaseError::fail(format!("{text}: {e}")))?;
+        prop_assert_eq!(scheme, "Bearer");
+        let mut names: Vec<_> = params.iter().map(|(n, _)| n.as_str()).collect();
+        names.sort_unstable();
+        let count = names.len();
+        names.dedup();
+        prop_assert_eq!(names.len(), count, "a repeated parameter in {}", text);
+        let param = |name: &str| params.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
+        prop_assert_eq!(param("realm"), Some(printable(&realm)));
+        prop_assert_eq!(param("error"), kind.error_code().map(str::to_owned));
+        let want_description = kind.error_code().map(|_| printable(error.description()));
+        prop_assert_eq!(param("error_description"), want_description);
+        let want_scope = (kind == ErrorKind::InsufficientScope).then(|| printable(&scope));
+        prop_assert_eq!(param("scope"), want_scope);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Whole tokens: a validly signed token with one byte changed, through the layer.
+// ---------------------------------------------------------------------------------------
+
+fn doc_layer_status(authorization: &[u8]) -> Option<http::StatusCode> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use tower::{Layer as _, ServiceExt as _};
+
+    let header = HeaderValue::from_bytes(authorization).ok()?;
+    let jwt = crate::Jwt::builder()
+        .issuer_with_jwks("https://issuer.example.com", crate::__doc_support::JWKS)
+        .audience("https://api.example.com")
+        .build()
+        .expect("the documentation's authenticator");
+    let called = Arc::new(AtomicBool::new(false));
+    let inner = {
+        let called = Arc::clone(&called);
+        tower::service_fn(move |_req: http::Request<()>| {
+            called.store(true, Ordering::SeqCst);
+            async { Ok::<_, std::convert::Infallible>(http::Response::new(())) }
+        })
+    };
+    let service = crate::BearerAuthLayer::new(jwt).layer(inner);
+    let mut request = http::Request::new(());
+    request.headers_mut().insert(header::AUTHORIZATION, header);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let response = runtime
+        .block_on(service.oneshot(request))
+        .expect("the layer never fails");
+    assert_eq!(
+        called.load(Ordering::SeqCst),
+        response.status() == http::StatusCode::OK,
+        "the inner service runs exactly when the request is let through"
+    );
+    Some(response.status())
+}
+
+#[test]
+fn the_documentation_token_is_accepted() {
+    let value = format!("Bearer {}", crate::__doc_support::TOKEN);
+    assert_eq!(doc_layer_status(value.as_bytes()), Some(http::StatusCode::OK));
+}
+
+proptest! {
+    #![proptest_config(config(256))]
+
+    /// One byte changed anywhere in a validly signed token: never let through.
+    #[test]
+    fn a_token_with_one_byte_changed_is_refused(
+        at in any::<Index>(),
+        byte in prop_oneof![
+            any::<u8>(),
+            prop::sample::select(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.=".to_vec()),
+        ],
+    ) {
+        let mut token = crate::__doc_support::TOKEN.as_bytes().to_vec();
+        let at = at.index(token.len());
+        prop_assume!(token[at] != byte, "not a change");
+        token[at] = byte;
+        let mut value = b"Bearer ".to_vec();
+        value.extend_from_slice(&token);
+        // `None`: no header can carry the bytes, so no request does.
+        let status = doc_layer_status(&value);
+        prop_assert_ne!(status, Some(http::StatusCode::OK), "byte {} changed to {:?}", at, char::from(byte));
+    }
+}
