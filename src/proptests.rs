@@ -1667,11 +1667,17 @@ fn doc_layer_status(authorization: &[u8]) -> Option<http::StatusCode> {
     use tower::{Layer as _, ServiceExt as _};
 
     let header = HeaderValue::from_bytes(authorization).ok()?;
-    let jwt = crate::Jwt::builder()
-        .issuer_with_jwks("https://issuer.example.com", crate::__doc_support::JWKS)
-        .audience("https://api.example.com")
-        .build()
-        .expect("the documentation's authenticator");
+    // Built once: building the HTTP client dominates a case otherwise.
+    static JWT: OnceLock<crate::Jwt> = OnceLock::new();
+    let jwt = JWT
+        .get_or_init(|| {
+            crate::Jwt::builder()
+                .issuer_with_jwks("https://issuer.example.com", crate::__doc_support::JWKS)
+                .audience("https://api.example.com")
+                .build()
+                .expect("the documentation's authenticator")
+        })
+        .clone();
     let called = Arc::new(AtomicBool::new(false));
     let inner = {
         let called = Arc::clone(&called);
@@ -1725,5 +1731,239 @@ proptest! {
         // `None`: no header can carry the bytes, so no request does.
         let status = doc_layer_status(&value);
         prop_assert_ne!(status, Some(http::StatusCode::OK), "byte {} changed to {:?}", at, char::from(byte));
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Introspection answers (RFC 7662 §2.2), through the public `Introspection` authenticator
+// against an endpoint on 127.0.0.1 that answers what each case chooses. (The decision
+// rules are not yet a function of their own to call directly.)
+// ---------------------------------------------------------------------------------------
+
+#[cfg(feature = "introspection")]
+mod introspection {
+    use super::*;
+
+    const ISSUER: &str = "https://login.example.com";
+    const AUDIENCE: &str = "https://api.example.com";
+
+    /// A runtime serving the introspection endpoint, and the answer it gives.
+    struct Endpoint {
+        runtime: tokio::runtime::Runtime,
+        url: String,
+        answer: Arc<Mutex<Vec<u8>>>,
+    }
+
+    fn endpoint() -> &'static Endpoint {
+        static ENDPOINT: OnceLock<Endpoint> = OnceLock::new();
+        ENDPOINT.get_or_init(|| {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            let answer = Arc::new(Mutex::new(Vec::new()));
+            let served = Arc::clone(&answer);
+            let app = axum::Router::new().route(
+                "/introspect",
+                axum::routing::post(move || {
+                    let body = served.lock().unwrap_or_else(PoisonError::into_inner).clone();
+                    async move { ([(header::CONTENT_TYPE, "application/json")], body) }
+                }),
+            );
+            let listener = runtime
+                .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+                .expect("a loopback port");
+            let addr = listener.local_addr().expect("its address");
+            runtime.spawn(async move { axum::serve(listener, app).await });
+            Endpoint {
+                runtime,
+                url: format!("http://{addr}/introspect"),
+                answer,
+            }
+        })
+    }
+
+    fn now() -> i64 {
+        let secs = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("after 1970")
+            .as_secs();
+        i64::try_from(secs).expect("in range")
+    }
+
+    /// When a time claim lies, relative to now: far enough from the 30 s leeway that the
+    /// case cannot straddle it.
+    #[derive(Clone, Copy, Debug)]
+    enum When {
+        Past,
+        Soon,
+        Future,
+    }
+
+    impl When {
+        fn at(self, now: i64) -> i64 {
+            match self {
+                Self::Past => now - 3_600,
+                Self::Soon => now - 5,
+                Self::Future => now + 3_600,
+            }
+        }
+    }
+
+    #[derive(Clone, Debug)]
+    enum Member {
+        Plain(&'static str, J),
+        Time(&'static str, When),
+    }
+
+    fn answer_member() -> impl Strategy<Value = Member> {
+        let s = |v: &'static [&'static str]| prop::sample::select(v).prop_map(J::str);
+        prop_oneof![
+            3 => prop_oneof![
+                4 => Just(J::Bool(true)),
+                1 => Just(J::Bool(false)),
+                1 => Just(J::str("true")),
+                1 => Just(J::Int(1)),
+                1 => Just(J::Null),
+            ].prop_map(|v| Member::Plain("active", v)),
+            2 => prop_oneof![
+                3 => Just(J::str(ISSUER)),
+                1 => s(&["https://evil.example.com", "https://login.example.com/", ""]),
+                1 => leaf(),
+            ].prop_map(|v| Member::Plain("iss", v)),
+            2 => prop_oneof![
+                3 => Just(J::str(AUDIENCE)),
+                2 => Just(J::Arr(vec![J::str("other"), J::str(AUDIENCE)])),
+                1 => s(&["other", "https://API.example.com", ""]),
+                1 => Just(J::Arr(Vec::new())),
+                1 => leaf(),
+            ].prop_map(|v| Member::Plain("aud", v)),
+            2 => prop_oneof![
+                s(&["Bearer", "bearer", "access_token", "refresh_token", "N_A", "DPoP", "mac"]),
+                leaf(),
+            ].prop_map(|v| Member::Plain("token_type", v)),
+            1 => value().prop_map(|v| Member::Plain("cnf", v)),
+            2 => str_list().prop_map(|v| Member::Plain("scope", v)),
+            1 => prop_oneof![s(&["alice", "bob"]), leaf()].prop_map(|v| Member::Plain("sub", v)),
+            2 => (
+                prop::sample::select(&["exp", "nbf", "iat"][..]),
+                prop_oneof![Just(When::Past), Just(When::Soon), Just(When::Future)],
+            ).prop_map(|(n, w)| Member::Time(n, w)),
+            1 => (
+                prop::sample::select(&["exp", "nbf", "iat"][..]),
+                leaf(),
+            ).prop_map(|(n, v)| Member::Plain(n, v)),
+            1 => (key(&["client_id", "username", "jti"]), value())
+                .prop_map(|(k, v)| Member::Plain(if k.name == "jti" { "jti" } else { "client_id" }, v)),
+        ]
+    }
+
+    /// A valid active answer with more members anywhere (repeats included).
+    fn answer() -> impl Strategy<Value = Vec<Member>> {
+        prop::collection::vec(answer_member(), 0..6).prop_flat_map(|more| {
+            let mut members = vec![
+                Member::Plain("active", J::Bool(true)),
+                Member::Plain("iss", J::str(ISSUER)),
+                Member::Plain("aud", J::str(AUDIENCE)),
+                Member::Plain("sub", J::str("alice")),
+                Member::Plain("scope", J::str("read write")),
+                Member::Time("exp", When::Future),
+            ];
+            // A later member of the same name replaces the base one, half the time;
+            // otherwise both stay (a repeated member).
+            members.extend(more);
+            (Just(members), prop::collection::vec(any::<bool>(), 12)).prop_map(|(mut m, drop)| {
+                let names: Vec<_> = m.iter().skip(6).map(name).collect();
+                for (i, d) in drop.iter().enumerate().take(6) {
+                    if *d && names.contains(&name(&m[i])) {
+                        m[i] = Member::Plain("x-dropped", J::Null);
+                    }
+                }
+                m
+            })
+        })
+    }
+
+    fn name(m: &Member) -> &'static str {
+        match m {
+            Member::Plain(n, _) | Member::Time(n, _) => n,
+        }
+    }
+
+    fn members(answer: &[Member], now: i64) -> Vec<(Key, J)> {
+        answer
+            .iter()
+            .map(|m| {
+                let (name, value) = match m {
+                    Member::Plain(n, v) => (*n, v.clone()),
+                    Member::Time(n, w) => (*n, J::Int(w.at(now))),
+                };
+                let key = Key {
+                    name: name.to_owned(),
+                    esc: Esc::Plain,
+                };
+                (key, value)
+            })
+            .collect()
+    }
+
+    /// Whether RFC 7662 and the crate's documented rules let the answer through.
+    fn accepts(members: &[(Key, J)], now: i64) -> Option<Extracted> {
+        let view = claims_oracle(members, None)?;
+        #[allow(clippy::cast_precision_loss)]
+        let now = now as f64;
+        let leeway = 30.0;
+        let ok = view.active == Some(true)
+            && view.token_type.as_deref().is_none_or(|t| {
+                t.eq_ignore_ascii_case("bearer") || t.eq_ignore_ascii_case("access_token")
+            })
+            && !view.cnf
+            && view.iss.as_deref().is_none_or(|i| i == ISSUER)
+            && view.aud.as_ref().is_some_and(|a| a.iter().any(|a| a == AUDIENCE))
+            && view.exp.is_none_or(|exp| exp > now)
+            && view.nbf.is_none_or(|nbf| nbf <= now + leeway)
+            && view.iat.is_none_or(|iat| iat <= now + leeway);
+        ok.then_some(view)
+    }
+
+    proptest! {
+        #![proptest_config(config(48))]
+
+        /// An answer is let through exactly when the rules let it through, with the
+        /// subject and scopes the oracle reads; a refused answer is `invalid_token`.
+        #[test]
+        fn introspection_answers_follow_the_rules(answer in answer()) {
+            use crate::authenticate::{Authenticate as _, Authentication};
+            let endpoint = endpoint();
+            let now = now();
+            let members = members(&answer, now);
+            let body = object(&members);
+            *endpoint.answer.lock().unwrap_or_else(PoisonError::into_inner) = body.clone().into_bytes();
+            let introspection = crate::Introspection::builder()
+                .issuer(ISSUER)
+                .endpoint(&endpoint.url)
+                .client_credentials("api", "secret")
+                .audience(AUDIENCE)
+                .http_timeout(Duration::from_secs(5))
+                // The rules alone: the application's claims type accepts any object.
+                .claims::<serde::de::IgnoredAny>()
+                .build()
+                .expect("a valid configuration");
+            let outcome = match introspection.authenticate("opaque-token") {
+                Authentication::Ready(outcome) => outcome,
+                Authentication::Pending(pending) => endpoint.runtime.block_on(pending),
+            };
+            let want = accepts(&members, now);
+            match (&outcome, &want) {
+                (Ok(principal), Some(want)) => {
+                    prop_assert_eq!(principal.subject(), want.sub.as_deref());
+                    let scopes: Vec<_> = principal.scopes().iter().map(str::to_owned).collect();
+                    prop_assert_eq!(&scopes, &want.scopes);
+                }
+                (Err(e), None) => prop_assert_eq!(e.kind(), ErrorKind::InvalidToken, "{}", body),
+                _ => prop_assert!(false, "{body}: got {outcome:?}, the rules say {want:?}"),
+            }
+        }
     }
 }
