@@ -152,6 +152,11 @@ pub(crate) fn parse(json: &[u8], allowed: AlgSet) -> Result<KeySet, InvalidJwks>
 }
 
 fn parse_counting(json: &[u8], allowed: AlgSet) -> Result<(KeySet, Skipped), InvalidJwks> {
+    // RFC 7517 §5: the set and each key are JSON objects; serde's derive would also take
+    // arrays, their members by position.
+    if json.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(InvalidJwks("not a JWK Set document"));
+    }
     let doc: Document =
         serde_json::from_slice(json).map_err(|_| InvalidJwks("not a JWK Set document"))?;
     let mut keys = Vec::with_capacity(doc.keys.len().min(MAX_KEYS));
@@ -161,8 +166,10 @@ fn parse_counting(json: &[u8], allowed: AlgSet) -> Result<(KeySet, Skipped), Inv
             skipped.add("more usable keys than the limit");
             continue;
         }
-        match serde_json::from_value::<RawJwk>(value)
-            .map_err(|_| "malformed key")
+        match Some(value)
+            .filter(serde_json::Value::is_object)
+            .ok_or("malformed key")
+            .and_then(|v| serde_json::from_value::<RawJwk>(v).map_err(|_| "malformed key"))
             .and_then(|raw| key(raw, allowed))
         {
             Ok(k) => keys.push(k),
@@ -349,7 +356,12 @@ mod tests {
         assert_eq!(count(Some("good"), Algorithm::ES256), 0);
         assert_eq!(count(Some("GOOD"), Algorithm::RS256), 0);
         assert_eq!(count(None, Algorithm::RS256), 1, "the only RSA key");
-        for doc in ["[]", "{}", r#"{"keys":{}}"#, "null", "{"] {
+        // Arrays in place of objects (found by `proptests`): a set and a key are objects.
+        let array_key = format!(r#"{{"keys":[["RSA",null,null,null,"k0",null,"{N}","AQAB"]]}}"#);
+        let set = parse(array_key.as_bytes(), AlgSet::of(Algorithm::ALL)).expect("set");
+        assert_eq!(set.keys.len(), 0, "a key written as an array");
+        let array_set = format!(r#"[[{{"kty":"RSA","n":"{N}","e":"AQAB"}}]]"#);
+        for doc in ["[]", "[[]]", &array_set, "{}", r#"{"keys":{}}"#, "null", "{"] {
             assert!(parse(doc.as_bytes(), AlgSet::RSA).is_err(), "{doc}");
         }
     }
