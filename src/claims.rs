@@ -487,11 +487,20 @@ mod tests {
     fn claims_that_are_not_utf8_are_rejected() {
         // Found by `proptests::mutated_claims`: invalid UTF-8 in a member the parser skips
         // was accepted.
-        let bad: &[&[u8]] = &[b"{\"exp\":1,\"x\":\"\xff\"}", b"{\"exp\":1,\"x\":[\"a\xc3\"]}"];
+        let bad: &[&[u8]] = &[
+            b"{\"exp\":1,\"x\":\"\xff\"}",
+            b"{\"exp\":1,\"x\":[\"a\xc3\"]}",
+        ];
         for json in bad {
             assert!(parse(json, &ScopeClaim::Default).is_err(), "{json:?}");
         }
-        assert!(parse("{\"exp\":1,\"x\":\"\u{e9}\"}".as_bytes(), &ScopeClaim::Default).is_ok());
+        assert!(
+            parse(
+                "{\"exp\":1,\"x\":\"\u{e9}\"}".as_bytes(),
+                &ScopeClaim::Default
+            )
+            .is_ok()
+        );
     }
 
     #[test]

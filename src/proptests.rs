@@ -187,7 +187,10 @@ fn object(members: &[(Key, J)]) -> String {
 
 /// The value of the only member named `name`; `Err` when it is repeated.
 fn member<'m>(members: &'m [(Key, J)], name: &str) -> Result<Option<&'m J>, ()> {
-    let mut found = members.iter().filter(|(k, _)| k.name == name).map(|(_, v)| v);
+    let mut found = members
+        .iter()
+        .filter(|(k, _)| k.name == name)
+        .map(|(_, v)| v);
     match (found.next(), found.next()) {
         (first, None) => Ok(first),
         _ => Err(()),
@@ -468,7 +471,7 @@ fn bearer_oracle(case: &BearerCase) -> Result<Option<String>, Vec<ErrorKind>> {
                     Some(at) => (&value[..at], &value[at..]),
                     None => (value, ""),
                 };
-                if scheme.to_ascii_lowercase() == "bearer" {
+                if scheme.eq_ignore_ascii_case("bearer") {
                     let token = rest.trim_start_matches(' ');
                     if token.is_empty() {
                         allowed.push(ErrorKind::InvalidRequest);
@@ -506,7 +509,10 @@ fn bearer_oracle(case: &BearerCase) -> Result<Option<String>, Vec<ErrorKind>> {
         }
     }
     let too_long = candidates.iter().any(|t| t.len() > case.max_len);
-    let within = candidates.iter().filter(|t| t.len() <= case.max_len).count();
+    let within = candidates
+        .iter()
+        .filter(|t| t.len() <= case.max_len)
+        .count();
     if too_long {
         allowed.push(ErrorKind::InvalidToken);
     }
@@ -570,14 +576,26 @@ fn query_value() -> impl Strategy<Value = String> {
 }
 
 fn bearer_case() -> impl Strategy<Value = BearerCase> {
-    let auth = (scheme(), prop_oneof![1 => Just(0usize), 6 => Just(1usize), 1 => 2..4usize], token_bytes())
-        .prop_map(|(scheme, spaces, token)| AuthValue { scheme, spaces, token });
+    let auth = (
+        scheme(),
+        prop_oneof![1 => Just(0usize), 6 => Just(1usize), 1 => 2..4usize],
+        token_bytes(),
+    )
+        .prop_map(|(scheme, spaces, token)| AuthValue {
+            scheme,
+            spaces,
+            token,
+        });
     let cookie = (
         prop::sample::select(&["at", "at2", "a", "x"][..]),
         cookie_value(),
         any::<bool>(),
     )
-        .prop_map(|(name, value, quoted)| Cookie { name, value, quoted });
+        .prop_map(|(name, value, quoted)| Cookie {
+            name,
+            value,
+            quoted,
+        });
     let param = (
         prop::sample::select(
             &[
@@ -706,9 +724,15 @@ fn header_member() -> impl Strategy<Value = (Key, J)> {
 /// members anywhere.
 fn header_doc() -> impl Strategy<Value = Vec<(Key, J)>> {
     (
-        (named("alg"), prop::sample::select(ALG_NAMES).prop_map(J::str)),
+        (
+            named("alg"),
+            prop::sample::select(ALG_NAMES).prop_map(J::str),
+        ),
         prop::option::of((named("kid"), "[a-z0-9]{1,6}".prop_map(|s| J::str(&s)))),
-        prop::option::of((named("typ"), prop::sample::select(&TYPS[..7]).prop_map(J::str))),
+        prop::option::of((
+            named("typ"),
+            prop::sample::select(&TYPS[..7]).prop_map(J::str),
+        )),
         prop::collection::vec(header_member(), 0..5),
     )
         .prop_flat_map(|(alg, kid, typ, more)| {
@@ -767,8 +791,16 @@ fn header_agrees_with_value(bytes: &[u8], alg: Algorithm, kid: Option<&str>, str
         return;
     };
     let object = value.as_object().expect("an accepted header is an object");
-    assert_eq!(object.get("alg").and_then(Value::as_str), Some(alg.as_str()));
-    assert_eq!(object.get("kid").map(|k| k.as_str().expect("kid is a string")), kid);
+    assert_eq!(
+        object.get("alg").and_then(Value::as_str),
+        Some(alg.as_str())
+    );
+    assert_eq!(
+        object
+            .get("kid")
+            .map(|k| k.as_str().expect("kid is a string")),
+        kid
+    );
     for name in ["crit", "b64", "enc", "zip"] {
         assert!(!object.contains_key(name), "{name} accepted");
     }
@@ -872,13 +904,19 @@ fn number() -> impl Strategy<Value = J> {
 
 fn claims_member() -> impl Strategy<Value = (Key, J)> {
     prop_oneof![
-        (key(&["iss", "sub", "token_type"]), prop_oneof![
-            3 => (text(), esc()).prop_map(|(s, e)| J::Str(s, e)),
-            1 => value(),
-        ]),
+        (
+            key(&["iss", "sub", "token_type"]),
+            prop_oneof![
+                3 => (text(), esc()).prop_map(|(s, e)| J::Str(s, e)),
+                1 => value(),
+            ]
+        ),
         (key(&["aud", "scope", "scp", ROLES]), str_list()),
         (key(&["exp", "nbf", "iat"]), number()),
-        (named("active"), prop_oneof![3 => any::<bool>().prop_map(J::Bool), 1 => value()]),
+        (
+            named("active"),
+            prop_oneof![3 => any::<bool>().prop_map(J::Bool), 1 => value()]
+        ),
         (named("cnf"), value()),
         (key(CLAIMS_OTHER), value()),
     ]
@@ -906,8 +944,7 @@ struct Extracted {
 /// RFC 6749 §3.3 `scope-token = 1*( %x21 / %x23-5B / %x5D-7E )`.
 fn is_scope_token(s: &str) -> bool {
     !s.is_empty()
-        && s
-            .chars()
+        && s.chars()
             .all(|c| c == '!' || ('#'..='[').contains(&c) || (']'..='~').contains(&c))
 }
 
@@ -989,16 +1026,16 @@ fn extracted(view: &claims::ClaimsView<'_>, scope_claim: &ScopeClaim) -> Extract
         active: view.active,
         token_type: view.token_type.as_deref().map(str::to_owned),
         cnf: view.cnf,
-        scopes: scope_claim
-            .scopes(view)
-            .iter()
-            .map(str::to_owned)
-            .collect(),
+        scopes: scope_claim.scopes(view).iter().map(str::to_owned).collect(),
     }
 }
 
 fn same_extraction(got: &Extracted, want: &Extracted) -> bool {
-    let dates = [(got.exp, want.exp), (got.nbf, want.nbf), (got.iat, want.iat)];
+    let dates = [
+        (got.exp, want.exp),
+        (got.nbf, want.nbf),
+        (got.iat, want.iat),
+    ];
     dates.iter().all(|(a, b)| match (a, b) {
         (Some(a), Some(b)) => same_number(*a, *b),
         (a, b) => a == b,
@@ -1021,7 +1058,11 @@ fn claims_agree_with_value(bytes: &[u8], got: &Extracted, scope_claim: Option<&s
         return;
     };
     let object = value.as_object().expect("accepted claims are an object");
-    let string = |n: &str| object.get(n).map(|v| v.as_str().expect("a string").to_owned());
+    let string = |n: &str| {
+        object
+            .get(n)
+            .map(|v| v.as_str().expect("a string").to_owned())
+    };
     let list = |v: &Value| -> Vec<String> {
         match v {
             Value::String(s) => vec![s.clone()],
@@ -1043,7 +1084,10 @@ fn claims_agree_with_value(bytes: &[u8], got: &Extracted, scope_claim: Option<&s
             .filter(|t| is_scope_token(t))
             .map(str::to_owned)
             .collect(),
-        items => list(items).into_iter().filter(|t| is_scope_token(t)).collect(),
+        items => list(items)
+            .into_iter()
+            .filter(|t| is_scope_token(t))
+            .collect(),
     });
     let want = Extracted {
         iss: string("iss"),
@@ -1194,7 +1238,11 @@ impl JwkSpec {
                 (plain("kty"), s("EC")),
                 (
                     plain("crv"),
-                    s(if self.kty == KeyType::P256 { "P-256" } else { "P-384" }),
+                    s(if self.kty == KeyType::P256 {
+                        "P-256"
+                    } else {
+                        "P-384"
+                    }),
                 ),
                 (plain("x"), s(EC_X)),
                 (plain("y"), s(EC_Y)),
@@ -1210,7 +1258,11 @@ impl JwkSpec {
         if let Some(kid) = self.kid(index) {
             m.push((plain("kid"), s(&kid)));
         }
-        for (name, v) in [("use", &self.use_), ("key_ops", &self.key_ops), ("alg", &self.alg)] {
+        for (name, v) in [
+            ("use", &self.use_),
+            ("key_ops", &self.key_ops),
+            ("alg", &self.alg),
+        ] {
             if let Some(v) = v {
                 m.push((plain(name), v.clone()));
             }
@@ -1300,17 +1352,19 @@ fn jwk_spec() -> impl Strategy<Value = JwkSpec> {
         extra,
     )
         .prop_map(
-            |(kty, rsa_cut, rsa_zeros, kid, long_kid, use_, key_ops, alg, private, extra)| JwkSpec {
-                kty,
-                rsa_cut,
-                rsa_zeros,
-                kid,
-                long_kid,
-                use_,
-                key_ops,
-                alg,
-                private,
-                extra,
+            |(kty, rsa_cut, rsa_zeros, kid, long_kid, use_, key_ops, alg, private, extra)| {
+                JwkSpec {
+                    kty,
+                    rsa_cut,
+                    rsa_zeros,
+                    kid,
+                    long_kid,
+                    use_,
+                    key_ops,
+                    alg,
+                    private,
+                    extra,
+                }
             },
         )
 }
@@ -1388,7 +1442,8 @@ fn admitted_key_is_safe(
     );
     ensure!(
         jwk.get("key_ops").is_none_or(|o| o.is_null()
-            || o.as_array().is_some_and(|ops| ops.iter().any(|o| o == "verify"))),
+            || o.as_array()
+                .is_some_and(|ops| ops.iter().any(|o| o == "verify"))),
         "a key whose key_ops exclude verify was admitted"
     );
     ensure!(
@@ -1401,7 +1456,10 @@ fn admitted_key_is_safe(
                 .and_then(|n| URL_SAFE_NO_PAD.decode(n).ok())
                 .unwrap_or_default();
             let significant = n.iter().skip_while(|b| **b == 0).count();
-            ensure!(significant >= 256, "a {significant}-byte modulus was admitted");
+            ensure!(
+                significant >= 256,
+                "a {significant}-byte modulus was admitted"
+            );
             RSA_ALGS
         }
         (Some("EC"), Some("P-256")) => &["ES256"],
@@ -1411,7 +1469,10 @@ fn admitted_key_is_safe(
     };
     ensure!(!algs.is_empty(), "a key with no algorithm was admitted");
     for alg in Algorithm::ALL.into_iter().filter(|a| algs.contains(*a)) {
-        ensure!(family.contains(&alg.as_str()), "{alg} on a key of another type");
+        ensure!(
+            family.contains(&alg.as_str()),
+            "{alg} on a key of another type"
+        );
         ensure!(allowed.contains(alg), "{alg} is not allowed");
         if let Some(a) = jwk.get("alg").filter(|a| !a.is_null()) {
             let a = a.as_str().unwrap_or_default();
@@ -1579,7 +1640,15 @@ fn parse_challenge(value: &str) -> Result<(String, Vec<(String, String)>), Strin
                         Some(c) if c == '\t' || (' '..='~').contains(&c) => v.push(c),
                         other => return Err(format!("bad quoted-pair {other:?} in {name}")),
                     },
-                    Some(c) if c == '\t' || c == ' ' || c == '!' || ('#'..='[').contains(&c) || (']'..='~').contains(&c) => v.push(c),
+                    Some(c)
+                        if c == '\t'
+                            || c == ' '
+                            || c == '!'
+                            || ('#'..='[').contains(&c)
+                            || (']'..='~').contains(&c) =>
+                    {
+                        v.push(c)
+                    }
                     Some(c) => return Err(format!("{c:?} in the quoted-string of {name}")),
                 }
             }
@@ -1708,7 +1777,10 @@ fn doc_layer_status(authorization: &[u8]) -> Option<http::StatusCode> {
 #[test]
 fn the_documentation_token_is_accepted() {
     let value = format!("Bearer {}", crate::__doc_support::TOKEN);
-    assert_eq!(doc_layer_status(value.as_bytes()), Some(http::StatusCode::OK));
+    assert_eq!(
+        doc_layer_status(value.as_bytes()),
+        Some(http::StatusCode::OK)
+    );
 }
 
 proptest! {
@@ -1768,7 +1840,10 @@ mod introspection {
             let app = axum::Router::new().route(
                 "/introspect",
                 axum::routing::post(move || {
-                    let body = served.lock().unwrap_or_else(PoisonError::into_inner).clone();
+                    let body = served
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .clone();
                     async move { ([(header::CONTENT_TYPE, "application/json")], body) }
                 }),
             );
@@ -1921,7 +1996,10 @@ mod introspection {
             })
             && !view.cnf
             && view.iss.as_deref().is_none_or(|i| i == ISSUER)
-            && view.aud.as_ref().is_some_and(|a| a.iter().any(|a| a == AUDIENCE))
+            && view
+                .aud
+                .as_ref()
+                .is_some_and(|a| a.iter().any(|a| a == AUDIENCE))
             && view.exp.is_none_or(|exp| exp > now)
             && view.nbf.is_none_or(|nbf| nbf <= now + leeway)
             && view.iat.is_none_or(|iat| iat <= now + leeway);

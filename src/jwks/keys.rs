@@ -361,7 +361,15 @@ mod tests {
         let set = parse(array_key.as_bytes(), AlgSet::of(Algorithm::ALL)).expect("set");
         assert_eq!(set.keys.len(), 0, "a key written as an array");
         let array_set = format!(r#"[[{{"kty":"RSA","n":"{N}","e":"AQAB"}}]]"#);
-        for doc in ["[]", "[[]]", &array_set, "{}", r#"{"keys":{}}"#, "null", "{"] {
+        for doc in [
+            "[]",
+            "[[]]",
+            &array_set,
+            "{}",
+            r#"{"keys":{}}"#,
+            "null",
+            "{",
+        ] {
             assert!(parse(doc.as_bytes(), AlgSet::RSA).is_err(), "{doc}");
         }
     }
