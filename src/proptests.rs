@@ -1868,8 +1868,8 @@ mod introspection {
         i64::try_from(secs).expect("in range")
     }
 
-    /// When a time claim lies, relative to now: far enough from the 30 s leeway that the
-    /// case cannot straddle it.
+    /// When a time claim lies, relative to now: just past (inside the 30 s leeway), long
+    /// past or ahead; far enough from the leeway's edges that no case straddles one.
     #[derive(Clone, Copy, Debug)]
     enum When {
         Past,
@@ -2000,7 +2000,7 @@ mod introspection {
                 .aud
                 .as_ref()
                 .is_some_and(|a| a.iter().any(|a| a == AUDIENCE))
-            && view.exp.is_none_or(|exp| exp > now)
+            && view.exp.is_none_or(|exp| exp + leeway >= now)
             && view.nbf.is_none_or(|nbf| nbf <= now + leeway)
             && view.iat.is_none_or(|iat| iat <= now + leeway);
         ok.then_some(view)
