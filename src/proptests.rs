@@ -870,8 +870,15 @@ const CLAIMS_READ: &[&str] = &[
     "active",
     "token_type",
     "cnf",
+    "typ",
 ];
-const CLAIMS_OTHER: &[&str] = &["jti", "client_id", "x-extra", "nonce", "username"];
+/// Members whose mere presence marks an ID token (OpenID Connect Core §2, §3.1.3.6).
+const ID_TOKEN_MARKERS: &[&str] = &["nonce", "at_hash", "c_hash", "s_hash"];
+const CLAIMS_OTHER: &[&str] = &["jti", "client_id", "x-extra", "username"];
+/// Payload `typ` values (Keycloak names its token kinds so).
+const PAYLOAD_TYPS: &[&str] = &[
+    "Bearer", "bearer", "ID", "id", "Refresh", "REFRESH", "Offline", "Logout", "at+jwt", "",
+];
 /// The scope claim a case may name instead of `scope`.
 const ROLES: &str = "roles";
 
@@ -918,6 +925,14 @@ fn claims_member() -> impl Strategy<Value = (Key, J)> {
             prop_oneof![3 => any::<bool>().prop_map(J::Bool), 1 => value()]
         ),
         (named("cnf"), value()),
+        (
+            named("typ"),
+            prop_oneof![
+                3 => prop::sample::select(PAYLOAD_TYPS).prop_map(J::str),
+                1 => value(),
+            ]
+        ),
+        (key(ID_TOKEN_MARKERS), value()),
         (key(CLAIMS_OTHER), value()),
     ]
 }
@@ -938,7 +953,21 @@ struct Extracted {
     active: Option<bool>,
     token_type: Option<String>,
     cnf: bool,
+    typ: Option<String>,
     scopes: Vec<String>,
+    /// Marked as an ID token or a refresh token, not an access token.
+    not_access: bool,
+}
+
+/// The documented markers of a token that is no access token: `at_hash`, `c_hash` or
+/// `s_hash`; a `typ` claim of `ID`, `Refresh` or `Offline`; `nonce` unless `typ` is `Bearer`
+/// (all `typ` comparisons ASCII case-insensitive).
+fn not_access(typ: Option<&str>, present: impl Fn(&str) -> bool) -> bool {
+    let typ = typ.map(str::to_ascii_lowercase);
+    let typ = typ.as_deref();
+    ["at_hash", "c_hash", "s_hash"].into_iter().any(&present)
+        || matches!(typ, Some("id" | "refresh" | "offline"))
+        || (present("nonce") && typ != Some("bearer"))
 }
 
 /// RFC 6749 §3.3 `scope-token = 1*( %x21 / %x23-5B / %x5D-7E )`.
@@ -1008,6 +1037,10 @@ fn claims_oracle(members: &[(Key, J)], scope_claim: Option<&str>) -> Option<Extr
         },
         token_type: string("token_type")?,
         cnf: get("cnf").is_some(),
+        typ: string("typ")?,
+        not_access: not_access(string("typ")?.as_deref(), |n| {
+            members.iter().any(|(k, _)| k.name == n)
+        }),
         scopes,
     })
 }
@@ -1026,6 +1059,8 @@ fn extracted(view: &claims::ClaimsView<'_>, scope_claim: &ScopeClaim) -> Extract
         active: view.active,
         token_type: view.token_type.as_deref().map(str::to_owned),
         cnf: view.cnf,
+        typ: view.typ.as_deref().map(str::to_owned),
+        not_access: view.not_an_access_token(),
         scopes: scope_claim.scopes(view).iter().map(str::to_owned).collect(),
     }
 }
@@ -1045,6 +1080,8 @@ fn same_extraction(got: &Extracted, want: &Extracted) -> bool {
         && got.active == want.active
         && got.token_type == want.token_type
         && got.cnf == want.cnf
+        && got.typ == want.typ
+        && got.not_access == want.not_access
         && got.scopes == want.scopes
 }
 
@@ -1099,6 +1136,8 @@ fn claims_agree_with_value(bytes: &[u8], got: &Extracted, scope_claim: Option<&s
         active: object.get("active").map(|v| v.as_bool().expect("a bool")),
         token_type: string("token_type"),
         cnf: object.contains_key("cnf"),
+        typ: string("typ"),
+        not_access: not_access(string("typ").as_deref(), |n| object.contains_key(n)),
         scopes,
     };
     assert!(
@@ -1580,6 +1619,39 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(config(16))]
+
+    /// However many keys a set lists, only the first [`keys::MAX_KEYS`] usable ones are
+    /// kept, in the set's order; refused keys do not count.
+    #[test]
+    fn a_jwk_set_keeps_at_most_max_keys(usable in prop::collection::vec(any::<bool>(), 0..260)) {
+        let mut doc = String::from("{\"keys\":[");
+        for (i, ok) in usable.iter().enumerate() {
+            if i > 0 {
+                doc.push(',');
+            }
+            if *ok {
+                let _ = write!(doc, r#"{{"kty":"RSA","kid":"k{i}","n":"{RSA_N}","e":"AQAB"}}"#);
+            } else {
+                let _ = write!(doc, r#"{{"kty":"oct","kid":"k{i}","k":"c2VjcmV0"}}"#);
+            }
+        }
+        doc.push_str("]}");
+        let set = keys::parse(doc.as_bytes(), AlgSet::of(Algorithm::ALL)).expect("a JWK Set");
+        let kept: Vec<_> = set.keys.iter().map(|k| k.kid.as_deref().unwrap_or_default().to_owned()).collect();
+        let want: Vec<_> = usable
+            .iter()
+            .enumerate()
+            .filter(|(_, ok)| **ok)
+            .map(|(i, _)| format!("k{i}"))
+            .take(keys::MAX_KEYS)
+            .collect();
+        prop_assert_eq!(kept, want);
+        check_candidates(&set);
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Challenge rendering (RFC 6750 §3, RFC 7235 §2.1 and §4.1).
 // ---------------------------------------------------------------------------------------
@@ -1721,7 +1793,14 @@ proptest! {
         let param = |name: &str| params.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
         prop_assert_eq!(param("realm"), Some(printable(&realm)));
         prop_assert_eq!(param("error"), kind.error_code().map(str::to_owned));
-        let want_description = kind.error_code().map(|_| printable(error.description()));
+        // `invalid_token` tells every caller the same, whatever the reason (documented on
+        // `AuthError::public_description`); the other kinds tell their description.
+        let told = if kind == ErrorKind::InvalidToken {
+            AuthError::new(kind, "another reason").public_description().to_owned()
+        } else {
+            error.description().to_owned()
+        };
+        let want_description = kind.error_code().map(|_| printable(&told));
         prop_assert_eq!(param("error_description"), want_description);
         let want_scope = (kind == ErrorKind::InsufficientScope).then(|| printable(&scope));
         prop_assert_eq!(param("scope"), want_scope);
