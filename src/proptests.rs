@@ -11,8 +11,7 @@
 use std::{
     borrow::Cow,
     fmt::Write as _,
-    sync::{Arc, Mutex, OnceLock, PoisonError},
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    sync::{Arc, OnceLock},
 };
 
 use http::{HeaderMap, HeaderName, HeaderValue, Uri, header};
@@ -1894,6 +1893,11 @@ proptest! {
 
 #[cfg(feature = "introspection")]
 mod introspection {
+    use std::{
+        sync::{Mutex, PoisonError},
+        time::{Duration, SystemTime, UNIX_EPOCH},
+    };
+
     use super::*;
 
     const ISSUER: &str = "https://login.example.com";
@@ -2086,7 +2090,7 @@ mod introspection {
     }
 
     proptest! {
-        #![proptest_config(config(48))]
+        #![proptest_config(config(128))]
 
         /// An answer is let through exactly when the rules let it through, with the
         /// subject and scopes the oracle reads; a refused answer is `invalid_token`.
@@ -2098,17 +2102,28 @@ mod introspection {
             let members = members(&answer, now);
             let body = object(&members);
             *endpoint.answer.lock().unwrap_or_else(PoisonError::into_inner) = body.clone().into_bytes();
-            let introspection = crate::Introspection::builder()
-                .issuer(ISSUER)
-                .endpoint(&endpoint.url)
-                .client_credentials("api", "secret")
-                .audience(AUDIENCE)
-                .http_timeout(Duration::from_secs(5))
-                // The rules alone: the application's claims type accepts any object.
-                .claims::<serde::de::IgnoredAny>()
-                .build()
-                .expect("a valid configuration");
-            let outcome = match introspection.authenticate("opaque-token") {
+            // One authenticator for every case (building its HTTP client dominates a case
+            // otherwise); a new token per case misses its cache.
+            static INTROSPECTION: OnceLock<crate::Introspection<serde::de::IgnoredAny>> =
+                OnceLock::new();
+            static CASE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let introspection = INTROSPECTION.get_or_init(|| {
+                crate::Introspection::builder()
+                    .issuer(ISSUER)
+                    .endpoint(&endpoint.url)
+                    .client_credentials("api", "secret")
+                    .audience(AUDIENCE)
+                    .http_timeout(Duration::from_secs(5))
+                    // The rules alone: the application's claims type accepts any object.
+                    .claims::<serde::de::IgnoredAny>()
+                    .build()
+                    .expect("a valid configuration")
+            });
+            let token = format!(
+                "opaque-{}",
+                CASE.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            );
+            let outcome = match introspection.authenticate(&token) {
                 Authentication::Ready(outcome) => outcome,
                 Authentication::Pending(pending) => endpoint.runtime.block_on(pending),
             };
