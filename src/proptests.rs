@@ -1186,6 +1186,92 @@ proptest! {
 }
 
 // ---------------------------------------------------------------------------------------
+// Scope policies over the scopes a token's claims grant (RFC 6749 §3.3, RFC 6750 §3.1).
+// ---------------------------------------------------------------------------------------
+
+const SCOPE_WORDS: &[&str] = &["read", "write", "admin", "a:b", "READ"];
+
+/// A scope claim's text or item: mostly words that policies name, joined by spaces now and
+/// then (one array item with a space grants nothing), with characters no scope may have.
+fn granted_item() -> impl Strategy<Value = String> {
+    prop_oneof![
+        6 => prop::sample::select(SCOPE_WORDS).prop_map(str::to_owned),
+        2 => prop::collection::vec(prop::sample::select(SCOPE_WORDS), 0..4)
+            .prop_map(|w| w.join(" ")),
+        1 => prop::sample::select(&["", " ", "read\"", "wr\\ite", "r\u{e9}ad", "read\t"][..])
+            .prop_map(str::to_owned),
+    ]
+}
+
+/// A policy entry: one or more scopes, space-separated, or one that must be refused.
+fn policy_entry() -> impl Strategy<Value = String> {
+    prop_oneof![
+        8 => prop::collection::vec(prop::sample::select(SCOPE_WORDS), 1..3)
+            .prop_map(|w| w.join(" ")),
+        1 => prop::sample::select(&["", "  ", "re\"ad", "r\u{e9}ad", " read "][..]).prop_map(str::to_owned),
+    ]
+}
+
+proptest! {
+    #![proptest_config(config(512))]
+
+    /// A policy built from configuration is refused exactly when an entry names no scope
+    /// or a character a scope cannot have; a built one grants exactly what the set of the
+    /// token's scopes satisfies, and names its scopes in the 403.
+    #[test]
+    fn scope_policies_decide_as_sets(
+        entries in prop::collection::vec(policy_entry(), 0..4),
+        any_of in any::<bool>(),
+        as_array in any::<bool>(),
+        granted in prop::collection::vec(granted_item(), 0..4),
+    ) {
+        use crate::scope::ScopePolicy;
+        let claim = if as_array {
+            J::Arr(granted.iter().map(|g| J::str(g)).collect())
+        } else {
+            J::str(&granted.join(" "))
+        };
+        let name = Key { name: "scp".to_owned(), esc: Esc::Plain };
+        let doc = object(&[(name, claim.clone())]);
+        let view = claims::parse(doc.as_bytes(), &ScopeClaim::Default).expect("scope claims");
+        let scopes = ScopeClaim::Default.scopes(&view);
+        let want_granted = scopes_of(&claim).expect("a string or an array of strings");
+        let got_granted: Vec<_> = scopes.iter().map(str::to_owned).collect();
+        prop_assert_eq!(&got_granted, &want_granted);
+
+        let words: Vec<Vec<&str>> = entries
+            .iter()
+            .map(|e| e.split(' ').filter(|w| !w.is_empty()).collect())
+            .collect();
+        let valid = !words.is_empty()
+            && words.iter().all(|w| !w.is_empty() && w.iter().all(|s| is_scope_token(s)));
+        let policy = if any_of {
+            ScopePolicy::try_any(entries.clone())
+        } else {
+            ScopePolicy::try_all(entries.clone())
+        };
+        prop_assert_eq!(policy.is_ok(), valid, "{:?}", entries);
+        let Ok(policy) = policy else { return Ok(()) };
+        let required: Vec<&str> = words.into_iter().flatten().collect();
+        let has = |s: &&str| want_granted.iter().any(|g| g == s);
+        let satisfied = if any_of {
+            required.iter().any(has)
+        } else {
+            required.iter().all(has)
+        };
+        match policy.check(&scopes) {
+            Ok(()) => prop_assert!(satisfied),
+            Err(e) => {
+                prop_assert!(!satisfied);
+                prop_assert_eq!(e.kind(), ErrorKind::InsufficientScope);
+                let named = required.join(" ");
+                prop_assert_eq!(e.required_scope(), Some(named.as_str()));
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
 // JWK Sets (RFC 7517, RFC 7518 §6, RFC 8037).
 // ---------------------------------------------------------------------------------------
 
