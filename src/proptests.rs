@@ -2226,3 +2226,102 @@ mod introspection {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// gRPC per-method scopes: the request path picks the policy.
+// ---------------------------------------------------------------------------------------
+
+#[cfg(feature = "tonic")]
+mod grpc_paths {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use tower::{Layer as _, ServiceExt as _};
+
+    use super::*;
+    use crate::{grpc::MethodScopesLayer, principal::Scopes, scope::ScopePolicy};
+
+    const SERVICE: &str = "pkg.Orders";
+    const DELETE: &str = "/pkg.Orders/Delete";
+
+    fn path() -> impl Strategy<Value = String> {
+        let part = prop::sample::select(
+            &[
+                "/",
+                "pkg.Orders",
+                "pkg.Admin",
+                "Get",
+                "Delete",
+                "/pkg.Orders/Delete",
+                "pkg.Orders/Get",
+                "//",
+                "%2F",
+                ".",
+                "..",
+                "PKG.orders",
+                "x",
+            ][..],
+        );
+        prop::collection::vec(part, 0..6).prop_map(|parts| format!("/{}", parts.concat()))
+    }
+
+    /// The documented choice: the exact method entry, else the entry of the service of a
+    /// well-formed `/service/method` path, else (when allowed) any well-formed path.
+    fn let_through(path: &str, granted: Option<&[&str]>, allow_unmapped: bool) -> bool {
+        let Some(granted) = granted else {
+            return false;
+        };
+        let well_formed = path.strip_prefix('/').and_then(|rest| {
+            let (service, method) = rest.split_once('/')?;
+            (!service.is_empty() && !method.is_empty() && !method.contains('/')).then_some(service)
+        });
+        if path == DELETE {
+            granted.contains(&"admin")
+        } else if well_formed == Some(SERVICE) {
+            granted.contains(&"read")
+        } else {
+            allow_unmapped && well_formed.is_some()
+        }
+    }
+
+    proptest! {
+        #![proptest_config(config(256))]
+
+        /// No path reaches a method its policy does not grant: odd slashes, other cases and
+        /// encodings never fall back to a weaker entry or count as an unmapped method.
+        #[test]
+        fn method_paths_pick_their_policy(
+            path in path(),
+            granted in prop::option::of(prop::sample::subsequence(vec!["read", "admin", "write"], 0..=3)),
+            allow_unmapped in any::<bool>(),
+        ) {
+            let uri = Uri::builder().path_and_query(path.as_str()).build();
+            prop_assume!(uri.is_ok(), "not a request path");
+            let Ok(uri) = uri else { return Ok(()) };
+            let called = Arc::new(AtomicBool::new(false));
+            let inner = {
+                let called = Arc::clone(&called);
+                tower::service_fn(move |_req: http::Request<()>| {
+                    called.store(true, Ordering::SeqCst);
+                    async { Ok::<_, std::convert::Infallible>(http::Response::new(())) }
+                })
+            };
+            let service = MethodScopesLayer::new()
+                .service(SERVICE, ScopePolicy::all(["read"]))
+                .method(DELETE, ScopePolicy::all(["admin"]))
+                .allow_unmapped(allow_unmapped)
+                .layer(inner);
+            let mut request = http::Request::new(());
+            *request.uri_mut() = uri;
+            if let Some(granted) = &granted {
+                request.extensions_mut().insert(granted.iter().copied().collect::<Scopes>());
+            }
+            let want = let_through(request.uri().path(), granted.as_deref(), allow_unmapped);
+            let seen = request.uri().path().to_owned();
+            let response = futures_util::FutureExt::now_or_never(service.oneshot(request))
+                .expect("decided without waiting")
+                .expect("infallible");
+            prop_assert_eq!(called.load(Ordering::SeqCst), want, "{} {:?}", seen, granted);
+            prop_assert_eq!(response.headers().contains_key("grpc-status"), !want);
+        }
+    }
+}
