@@ -1971,6 +1971,134 @@ proptest! {
     }
 }
 
+/// How a forged token is signed.
+#[derive(Clone, Copy, Debug)]
+enum Signature {
+    /// The original token's signature, over other bytes now.
+    Original,
+    /// None at all (`alg: none` style).
+    Empty,
+    /// HMAC-SHA256 keyed with the issuer's public key material (algorithm confusion):
+    /// the JWK Set text, or the modulus as written in it.
+    HmacWithJwks,
+    HmacWithModulus,
+}
+
+/// Re-encodes `value` as a JWS part, with base64url padding now and then.
+fn encode_part(value: &Value, pad: bool) -> String {
+    use base64::{
+        Engine,
+        engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD},
+    };
+    let json = serde_json::to_vec(value).expect("a JSON value serializes");
+    if pad {
+        URL_SAFE.encode(json)
+    } else {
+        URL_SAFE_NO_PAD.encode(json)
+    }
+}
+
+fn decode_part(part: &str) -> Value {
+    use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+    let bytes = URL_SAFE_NO_PAD
+        .decode(part)
+        .expect("the documentation token");
+    serde_json::from_slice(&bytes).expect("the documentation token")
+}
+
+/// Sets `name` to `value` in `object`, when serde_json can hold the value.
+fn set_member(object: &mut Value, name: &str, value: &J) {
+    let mut text = String::new();
+    value.render(&mut text);
+    if let (Some(map), Ok(v)) = (object.as_object_mut(), serde_json::from_str::<Value>(&text)) {
+        map.insert(name.to_owned(), v);
+    }
+}
+
+fn header_change() -> impl Strategy<Value = (Key, J)> {
+    prop_oneof![
+        3 => (named("alg"), prop_oneof![
+            prop::sample::select(ALG_NAMES).prop_map(J::str),
+            prop::sample::select(BAD_ALG_NAMES).prop_map(J::str),
+        ]),
+        1 => (named("kid"), prop_oneof![Just(J::str("doc")), Just(J::str("other")), Just(J::Null)]),
+        1 => (named("typ"), prop::sample::select(TYPS).prop_map(J::str)),
+        1 => (key(HEADER_OTHER), value()),
+        1 => (key(&["crit", "b64", "enc", "zip"]), leaf()),
+    ]
+}
+
+fn payload_change() -> impl Strategy<Value = (Key, J)> {
+    prop_oneof![
+        2 => (named("sub"), prop::sample::select(&["alice", "admin", "bob"][..]).prop_map(J::str)),
+        2 => (named("scope"), prop::sample::select(&["read", "read admin", "admin"][..]).prop_map(J::str)),
+        1 => (named("exp"), prop_oneof![Just(J::Int(4_102_444_800)), Just(J::Int(4_102_444_801)), leaf()]),
+        1 => (key(&["aud", "iss"]), prop_oneof![
+            Just(J::str("https://api.example.com")),
+            Just(J::str("https://issuer.example.com")),
+            Just(J::str("https://evil.example.com")),
+        ]),
+        1 => (key(CLAIMS_OTHER), value()),
+    ]
+}
+
+proptest! {
+    #![proptest_config(config(128))]
+
+    /// The token's header and claims changed and re-encoded (the same values included),
+    /// signed with the old signature, none, or an HMAC keyed with the issuer's public key:
+    /// never let through.
+    #[test]
+    fn re_encoded_and_forged_tokens_are_refused(
+        header_changes in prop::collection::vec(header_change(), 0..3),
+        payload_changes in prop::collection::vec(payload_change(), 0..3),
+        pad in any::<bool>(),
+        signature in prop_oneof![
+            Just(Signature::Original),
+            Just(Signature::Empty),
+            Just(Signature::HmacWithJwks),
+            Just(Signature::HmacWithModulus),
+        ],
+    ) {
+        let original = crate::__doc_support::TOKEN;
+        let mut parts = original.split('.');
+        let (Some(h64), Some(p64), Some(s64)) = (parts.next(), parts.next(), parts.next()) else {
+            panic!("the documentation token has three parts");
+        };
+        let mut header = decode_part(h64);
+        let mut payload = decode_part(p64);
+        for (k, v) in &header_changes {
+            set_member(&mut header, &k.name, v);
+        }
+        for (k, v) in &payload_changes {
+            set_member(&mut payload, &k.name, v);
+        }
+        let message = format!("{}.{}", encode_part(&header, pad), encode_part(&payload, pad));
+        let hmac = |secret: &[u8]| {
+            crate::__doc_support::install_crypto_provider();
+            jsonwebtoken::crypto::sign(
+                message.as_bytes(),
+                &jsonwebtoken::EncodingKey::from_secret(secret),
+                jsonwebtoken::Algorithm::HS256,
+            )
+            .expect("HMAC signs anything")
+        };
+        let signature = match signature {
+            Signature::Original => s64.to_owned(),
+            Signature::Empty => String::new(),
+            Signature::HmacWithJwks => hmac(crate::__doc_support::JWKS.as_bytes()),
+            Signature::HmacWithModulus => {
+                let jwks: Value = serde_json::from_str(crate::__doc_support::JWKS).expect("JWKS");
+                hmac(jwks["keys"][0]["n"].as_str().expect("n").as_bytes())
+            }
+        };
+        let token = format!("{message}.{signature}");
+        prop_assume!(token != original, "the original token");
+        let status = doc_layer_status(format!("Bearer {token}").as_bytes());
+        prop_assert_ne!(status, Some(http::StatusCode::OK), "{}", token);
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Introspection answers (RFC 7662 §2.2), through the public `Introspection` authenticator
 // against an endpoint on 127.0.0.1 that answers what each case chooses. (The decision
