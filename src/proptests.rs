@@ -1,6 +1,6 @@
 //! Property-based tests over everything that reads untrusted input: bearer extraction, the
-//! JOSE header, claims, JWK Sets, introspection answers, challenge rendering and whole
-//! tokens.
+//! JOSE header, claims, scope policies, JWK Sets, challenge rendering, whole tokens,
+//! introspection answers and gRPC method paths.
 //!
 //! Each property states what a request or an issuer cannot make the crate do: panic,
 //! accept what the rules refuse, or disagree with an oracle written here from the RFCs and
