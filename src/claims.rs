@@ -152,6 +152,10 @@ pub(crate) struct ClaimsView<'de> {
     pub(crate) id_token_hash: bool,
     /// The payload's own `typ` claim (Keycloak: `Bearer`, `ID`, `Refresh`, `Offline`).
     pub(crate) typ: Option<Cow<'de, str>>,
+    /// `acr`, the authentication context class (OpenID Connect Core §2, RFC 9470).
+    pub(crate) acr: Option<Cow<'de, str>>,
+    /// `auth_time`, when the user last authenticated actively.
+    pub(crate) auth_time: Option<f64>,
 }
 
 impl ClaimsView<'_> {
@@ -215,7 +219,8 @@ impl<'de> Visitor<'de> for ClaimsSeed<'_> {
         let mut token_type: Option<Str<'de>> = None;
         let mut cnf: Option<IgnoredAny> = None;
         let mut typ: Option<Str<'de>> = None;
-        let (mut exp, mut nbf, mut iat) = (None, None, None);
+        let mut acr: Option<Str<'de>> = None;
+        let (mut exp, mut nbf, mut iat, mut auth_time) = (None, None, None, None);
         while let Some(Str(key)) = map.next_key::<Str<'de>>()? {
             match key.as_ref() {
                 "iss" => set(&mut iss, &mut map, "iss")?,
@@ -236,6 +241,8 @@ impl<'de> Visitor<'de> for ClaimsSeed<'_> {
                     v.id_token_hash = true;
                     map.next_value::<IgnoredAny>()?;
                 }
+                "acr" => set(&mut acr, &mut map, "acr")?,
+                "auth_time" => set::<NumericDate, _>(&mut auth_time, &mut map, "auth_time")?,
                 k if k == named => set(&mut v.scope, &mut map, "scope")?,
                 "scp" if *self.scope_claim == ScopeClaim::Default => {
                     set(&mut v.scp, &mut map, "scp")?
@@ -253,6 +260,8 @@ impl<'de> Visitor<'de> for ClaimsSeed<'_> {
         v.exp = exp.map(|d| d.0);
         v.nbf = nbf.map(|d| d.0);
         v.iat = iat.map(|d| d.0);
+        v.acr = acr.map(|s| s.0);
+        v.auth_time = auth_time.map(|d| d.0);
         Ok(v)
     }
 }
@@ -409,6 +418,10 @@ mod tests {
         );
         let v = view(r#"{"iss":"a\/b\u0041"}"#).expect("escaped");
         assert_eq!(v.iss.as_deref(), Some("a/bA"));
+        let v = view(r#"{"acr":"urn:mace:incommon:iap:silver","auth_time":1700000000}"#)
+            .expect("step-up claims");
+        assert_eq!(v.acr.as_deref(), Some("urn:mace:incommon:iap:silver"));
+        assert_eq!(v.auth_time, Some(1_700_000_000.0));
     }
 
     #[test]
@@ -474,6 +487,12 @@ mod tests {
             r#"{"scp":[1]}"#,
             r#"{"iss":"a","iss":"b"}"#,
             r#"{"exp":1,"exp":2}"#,
+            r#"{"acr":1}"#,
+            r#"{"acr":["a"]}"#,
+            r#"{"acr":"a","acr":"b"}"#,
+            r#"{"auth_time":"1700000000"}"#,
+            r#"{"auth_time":null}"#,
+            r#"{"auth_time":1,"auth_time":2}"#,
             r#"{"aud":"a"} trailing"#,
             r#"{"aud":"a""#,
             "",

@@ -25,13 +25,19 @@ pub enum ErrorKind {
     /// an unusable answer and no cached answer can stand in. `503` with `Retry-After`:
     /// the client's token is not at fault.
     Unavailable,
+    /// The token is valid but the user's authentication is too weak or too old for the
+    /// resource (RFC 9470 step-up). `401`, `error="insufficient_user_authentication"` with
+    /// `acr_values="…"` and/or `max_age="…"`.
+    InsufficientUserAuthentication,
 }
 
 impl ErrorKind {
     /// The HTTP status code for this kind.
     pub fn status(self) -> StatusCode {
         match self {
-            Self::MissingToken | Self::InvalidToken => StatusCode::UNAUTHORIZED,
+            Self::MissingToken | Self::InvalidToken | Self::InsufficientUserAuthentication => {
+                StatusCode::UNAUTHORIZED
+            }
             Self::InvalidRequest => StatusCode::BAD_REQUEST,
             Self::InsufficientScope => StatusCode::FORBIDDEN,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -45,6 +51,7 @@ impl ErrorKind {
             Self::InvalidRequest => Some("invalid_request"),
             Self::InvalidToken => Some("invalid_token"),
             Self::InsufficientScope => Some("insufficient_scope"),
+            Self::InsufficientUserAuthentication => Some("insufficient_user_authentication"),
         }
     }
 }
@@ -65,6 +72,16 @@ pub struct AuthError {
     description: &'static str,
     scope: Option<Arc<str>>,
     retry_after: Option<Duration>,
+    step_up: Option<Arc<StepUpDetail>>,
+}
+
+/// What an `insufficient_user_authentication` error asks of the user (RFC 9470 §3).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct StepUpDetail {
+    /// Space-separated acceptable `acr` values, in order of preference.
+    pub(crate) acr_values: Option<Arc<str>>,
+    /// The largest acceptable age of `auth_time`, in seconds.
+    pub(crate) max_age: Option<u64>,
 }
 
 impl AuthError {
@@ -75,6 +92,7 @@ impl AuthError {
             description,
             scope: None,
             retry_after: None,
+            step_up: None,
         }
     }
 
@@ -104,6 +122,16 @@ impl AuthError {
         Self {
             retry_after: Some(retry_after.max(Duration::from_secs(1))),
             ..Self::new(ErrorKind::Unavailable, description)
+        }
+    }
+
+    pub(crate) fn insufficient_user_authentication(
+        description: &'static str,
+        detail: Arc<StepUpDetail>,
+    ) -> Self {
+        Self {
+            step_up: Some(detail),
+            ..Self::new(ErrorKind::InsufficientUserAuthentication, description)
         }
     }
 
@@ -140,6 +168,18 @@ impl AuthError {
         self.scope.as_deref()
     }
 
+    /// For [`ErrorKind::InsufficientUserAuthentication`]: the space-separated `acr` values
+    /// that would satisfy the resource (RFC 9470 `acr_values`).
+    pub fn acr_values(&self) -> Option<&str> {
+        self.step_up.as_ref()?.acr_values.as_deref()
+    }
+
+    /// For [`ErrorKind::InsufficientUserAuthentication`]: how recent the user's
+    /// authentication must be (RFC 9470 `max_age`).
+    pub fn max_age(&self) -> Option<Duration> {
+        self.step_up.as_ref()?.max_age.map(Duration::from_secs)
+    }
+
     /// For [`ErrorKind::Unavailable`]: how long the client should wait before retrying.
     pub fn retry_after(&self) -> Option<Duration> {
         self.retry_after
@@ -153,6 +193,7 @@ impl fmt::Debug for AuthError {
             .field("description", &self.description)
             .field("scope", &self.scope)
             .field("retry_after", &self.retry_after)
+            .field("step_up", &self.step_up)
             .finish()
     }
 }
@@ -206,6 +247,11 @@ mod tests {
                 Some("insufficient_scope"),
             ),
             (ErrorKind::Unavailable, 503, None),
+            (
+                ErrorKind::InsufficientUserAuthentication,
+                401,
+                Some("insufficient_user_authentication"),
+            ),
         ];
         for (kind, status, code) in table {
             assert_eq!(kind.status().as_u16(), status, "{kind:?}");

@@ -15,6 +15,10 @@
 //!   for every request.
 //! - **Rejections**: `401`/`400`/`403` with `WWW-Authenticate`, `503` with `Retry-After`
 //!   when the issuer cannot be reached; [`OnRejection`] to answer differently.
+//! - **Step-up** (RFC 9470): [`RequireStepUpLayer`] per route requires an `acr` value
+//!   and/or a recent `auth_time`, answering `error="insufficient_user_authentication"`.
+//! - **Resource metadata** (RFC 9728): [`metadata::ProtectedResource`] serves the
+//!   document clients discover issuers and scopes from, and names it in every challenge.
 //! - **gRPC** (feature `tonic`): `BearerAuthLayer::grpc` answers with gRPC statuses, the
 //!   `grpc` module adds per-method scopes and a one-call principal lookup for handlers.
 //!
@@ -110,7 +114,9 @@ mod proptests;
 
 pub mod future;
 pub mod jwt;
+pub mod metadata;
 pub mod scope;
+pub mod step_up;
 
 #[cfg(feature = "axum")]
 pub mod extract;
@@ -128,10 +134,11 @@ pub use introspect::{ClientAuth, Introspection, IntrospectionBuilder, JwtOrIntro
 pub use jwks::{DEFAULT_JWKS_TTL, DEFAULT_MAX_STALE, DEFAULT_REFRESH_COOLDOWN};
 pub use jwt::{Jwt, JwtBuilder};
 pub use layer::BearerAuthLayer;
-pub use principal::{Principal, RegisteredClaims, Scopes};
+pub use principal::{Principal, RegisteredClaims, Scopes, UserAuthentication};
 pub use rejection::{DEFAULT_REALM, HttpRejection, OnRejection};
 pub use scope::{RequireScope, RequireScopeLayer, ScopePolicy};
 pub use service::BearerAuth;
+pub use step_up::{RequireStepUpLayer, StepUpPolicy};
 pub use token::DEFAULT_MAX_TOKEN_LEN;
 
 #[doc(hidden)]

@@ -1,5 +1,5 @@
-//! The validated caller: [`Principal`], its [`Scopes`] and the default claims type
-//! [`RegisteredClaims`].
+//! The validated caller: [`Principal`], its [`Scopes`], how the user authenticated
+//! ([`UserAuthentication`]) and the default claims type [`RegisteredClaims`].
 
 use std::{fmt, sync::Arc, time::SystemTime};
 
@@ -18,6 +18,7 @@ struct Inner<C> {
     subject: Option<Box<str>>,
     scopes: Scopes,
     expires_at: Option<SystemTime>,
+    user: UserAuthentication,
     claims: C,
 }
 
@@ -27,6 +28,7 @@ impl<C> Principal<C> {
         subject: Option<Box<str>>,
         scopes: Scopes,
         expires_at: Option<SystemTime>,
+        user: UserAuthentication,
         claims: C,
     ) -> Self {
         Self {
@@ -35,9 +37,15 @@ impl<C> Principal<C> {
                 subject,
                 scopes,
                 expires_at,
+                user,
                 claims,
             }),
         }
+    }
+
+    /// How and when the user authenticated (`acr`, `auth_time`), as the token says.
+    pub fn user_authentication(&self) -> &UserAuthentication {
+        &self.inner.user
     }
 
     /// The issuer that vouched for the token (one of the configured issuers).
@@ -82,6 +90,47 @@ impl<C> fmt::Debug for Principal<C> {
             .field("scopes", &self.scopes())
             .field("expires_at", &self.expires_at())
             .finish_non_exhaustive()
+    }
+}
+
+/// How and when the user behind a token authenticated: the `acr` and `auth_time` claims
+/// (OpenID Connect Core §2), read from JWT claims and introspection answers alike.
+///
+/// Cloning is cheap. The layer puts a copy into the request's extensions on its own, so
+/// step-up checks ([`RequireStepUpLayer`](crate::RequireStepUpLayer)) work whatever the
+/// claims type.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct UserAuthentication {
+    acr: Option<Arc<str>>,
+    auth_time: Option<SystemTime>,
+}
+
+impl UserAuthentication {
+    pub(crate) fn new(acr: Option<&str>, auth_time: Option<SystemTime>) -> Self {
+        Self {
+            acr: acr.map(Arc::from),
+            auth_time,
+        }
+    }
+
+    /// The authentication context class reference (`acr`), when the token has one.
+    pub fn acr(&self) -> Option<&str> {
+        self.acr.as_deref()
+    }
+
+    /// When the user last authenticated actively (`auth_time`), when the token says.
+    pub fn auth_time(&self) -> Option<SystemTime> {
+        self.auth_time
+    }
+}
+
+impl fmt::Debug for UserAuthentication {
+    // `acr` names an assurance level, not the user; it is safe to print.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UserAuthentication")
+            .field("acr", &self.acr)
+            .field("auth_time", &self.auth_time)
+            .finish()
     }
 }
 

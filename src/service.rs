@@ -61,6 +61,7 @@ impl Config {
         }
         let extensions = req.extensions_mut();
         extensions.insert(principal.scopes().clone());
+        extensions.insert(principal.user_authentication().clone());
         extensions.insert(principal);
         Ok(())
     }

@@ -169,7 +169,7 @@ impl<S: NamedService, R> NamedService for MethodScopes<S, R> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::principal::RegisteredClaims;
+    use crate::principal::{RegisteredClaims, UserAuthentication};
 
     #[test]
     fn handlers_read_the_principal_and_scopes() {
@@ -179,6 +179,7 @@ mod tests {
             Some("alice".into()),
             scopes.clone(),
             None,
+            UserAuthentication::default(),
             RegisteredClaims::default(),
         );
         let mut request = Request::new(());
@@ -208,6 +209,7 @@ mod tests {
             None,
             Scopes::default(),
             None,
+            UserAuthentication::default(),
             RegisteredClaims::default(),
         ));
         assert!(principal::<serde_json::Value, _>(&request).is_err());

@@ -47,7 +47,7 @@ use crate::{
     discovery,
     error::{AuthError, ConfigError},
     http_client::{DEFAULT_HTTP_TIMEOUT, FetchError, HttpClient, MAX_HTTP_TIMEOUT, parse_url},
-    principal::{Principal, RegisteredClaims},
+    principal::{Principal, RegisteredClaims, UserAuthentication},
 };
 
 /// Default longest life of a cached active answer: 60 seconds (never past the token's `exp`).
@@ -301,6 +301,7 @@ where
                 view.sub.map(|s| s.into_owned().into_boxed_str()),
                 scopes,
                 view.exp.and_then(system_time),
+                UserAuthentication::new(view.acr.as_deref(), view.auth_time.and_then(system_time)),
                 claims,
             )),
         }

@@ -55,7 +55,7 @@ use crate::{
     clock::{system_time, unix_now},
     error::AuthError,
     jwks::{JwksCache, Keys},
-    principal::{Principal, RegisteredClaims},
+    principal::{Principal, RegisteredClaims, UserAuthentication},
 };
 use header::TypPolicy;
 
@@ -105,6 +105,13 @@ impl<C> fmt::Debug for Jwt<C> {
             )
             .field("audiences", &self.inner.audiences)
             .finish_non_exhaustive()
+    }
+}
+
+impl<C> Jwt<C> {
+    /// The trusted issuers, in configuration order.
+    pub(crate) fn issuer_names(&self) -> impl Iterator<Item = &str> {
+        self.inner.issuers.iter().map(|c| &**c.issuer())
     }
 }
 
@@ -247,6 +254,7 @@ where
             view.sub.map(|s| s.into_owned().into_boxed_str()),
             scopes,
             view.exp.and_then(system_time),
+            UserAuthentication::new(view.acr.as_deref(), view.auth_time.and_then(system_time)),
             claims,
         ))
     }

@@ -11,11 +11,14 @@ use crate::error::{AuthError, ErrorKind};
 /// | [`ErrorKind`] | `grpc-status` |
 /// |---|---|
 /// | `MissingToken`, `InvalidRequest`, `InvalidToken` | `16` `UNAUTHENTICATED` |
+/// | `InsufficientUserAuthentication` | `16` `UNAUTHENTICATED`, with `www-authenticate` |
 /// | `InsufficientScope` | `7` `PERMISSION_DENIED` |
 /// | `Unavailable` | `14` `UNAVAILABLE`, with `grpc-retry-pushback-ms` |
 ///
 /// `UNAVAILABLE` carries the error's [`retry_after`](AuthError::retry_after) as
 /// `grpc-retry-pushback-ms`, which gRPC clients with a retry policy honour (gRFC A6).
+/// A step-up rejection (RFC 9470) carries its challenge in the `www-authenticate` metadata:
+/// `Bearer error="insufficient_user_authentication"` with `acr_values` and/or `max_age`.
 ///
 /// Chosen with [`BearerAuthLayer::grpc`](crate::BearerAuthLayer::grpc); the default of
 /// [`MethodScopesLayer`](crate::grpc::MethodScopesLayer).
@@ -33,9 +36,10 @@ impl GrpcRejection {
     /// The status answering `error`.
     pub fn status(&self, error: &AuthError) -> Status {
         let code = match error.kind() {
-            ErrorKind::MissingToken | ErrorKind::InvalidRequest | ErrorKind::InvalidToken => {
-                Code::Unauthenticated
-            }
+            ErrorKind::MissingToken
+            | ErrorKind::InvalidRequest
+            | ErrorKind::InvalidToken
+            | ErrorKind::InsufficientUserAuthentication => Code::Unauthenticated,
             ErrorKind::InsufficientScope => Code::PermissionDenied,
             ErrorKind::Unavailable => Code::Unavailable,
         };
@@ -45,6 +49,13 @@ impl GrpcRejection {
             status
                 .metadata_mut()
                 .insert("grpc-retry-pushback-ms", MetadataValue::from(millis));
+        }
+        if error.kind() == ErrorKind::InsufficientUserAuthentication {
+            let mut challenge = String::from("Bearer error=\"insufficient_user_authentication\"");
+            super::http::push_step_up(&mut challenge, error);
+            if let Ok(value) = MetadataValue::try_from(challenge.as_str()) {
+                status.metadata_mut().insert("www-authenticate", value);
+            }
         }
         status
     }
@@ -123,6 +134,29 @@ mod tests {
             assert_eq!(header("grpc-retry-pushback-ms").as_deref(), pushback);
             assert_eq!(header("www-authenticate"), None);
         }
+    }
+
+    #[test]
+    fn step_up_is_unauthenticated_with_the_challenge() {
+        use crate::error::StepUpDetail;
+        use std::sync::Arc;
+        let error = AuthError::insufficient_user_authentication(
+            "stronger authentication is required",
+            Arc::new(StepUpDetail {
+                acr_values: Some("mfa".into()),
+                max_age: Some(60),
+            }),
+        );
+        let response: Response<()> = GrpcRejection::new().on_rejection(&error);
+        assert_eq!(response.headers()["grpc-status"], "16");
+        assert_eq!(
+            percent_decode(response.headers()["grpc-message"].to_str().expect("ascii")),
+            "stronger authentication is required"
+        );
+        assert_eq!(
+            response.headers()["www-authenticate"],
+            r#"Bearer error="insufficient_user_authentication", acr_values="mfa", max_age="60""#
+        );
     }
 
     #[test]

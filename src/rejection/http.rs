@@ -13,9 +13,14 @@ pub const DEFAULT_REALM: &str = "api";
 /// RFC 6750 rejections: the status code of the error's kind, a `WWW-Authenticate: Bearer`
 /// challenge with `realm`, `error`, `error_description` and `scope` where they apply,
 /// `Retry-After` on `503`, and an empty body.
+///
+/// A step-up rejection (RFC 9470) adds `acr_values` and/or `max_age`; with
+/// [`resource_metadata`](Self::resource_metadata) set, every challenge names the resource's
+/// RFC 9728 metadata URL.
 #[derive(Clone, Debug)]
 pub struct HttpRejection {
     realm: Arc<str>,
+    resource_metadata: Option<Arc<str>>,
 }
 
 impl Default for HttpRejection {
@@ -29,6 +34,7 @@ impl HttpRejection {
     pub fn new() -> Self {
         Self {
             realm: DEFAULT_REALM.into(),
+            resource_metadata: None,
         }
     }
 
@@ -37,6 +43,17 @@ impl HttpRejection {
     #[must_use]
     pub fn realm(mut self, realm: &str) -> Self {
         self.realm = realm.into();
+        self
+    }
+
+    /// Adds `resource_metadata="<url>"` (RFC 9728 §5.1) to every challenge, so that a client
+    /// can find the resource's metadata and, through it, the authorization server. `url`
+    /// should be the absolute URL of the metadata document, as
+    /// [`ProtectedResource::metadata_url`](crate::metadata::ProtectedResource::metadata_url)
+    /// gives it; characters that cannot appear in a header are dropped. Default: none.
+    #[must_use]
+    pub fn resource_metadata(mut self, url: &str) -> Self {
+        self.resource_metadata = Some(url.into());
         self
     }
 
@@ -55,7 +72,25 @@ impl HttpRejection {
             push_quoted(&mut value, scope);
             value.push('"');
         }
+        push_step_up(&mut value, error);
+        if let Some(url) = &self.resource_metadata {
+            value.push_str(", resource_metadata=\"");
+            push_quoted(&mut value, url);
+            value.push('"');
+        }
         HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static("Bearer"))
+    }
+}
+
+/// Appends the RFC 9470 §3 parameters of a step-up error, if any.
+pub(super) fn push_step_up(out: &mut String, error: &AuthError) {
+    if let Some(acr) = error.acr_values() {
+        out.push_str(", acr_values=\"");
+        push_quoted(out, acr);
+        out.push('"');
+    }
+    if let Some(max_age) = error.max_age() {
+        let _ = write!(out, ", max_age=\"{}\"", max_age.as_secs());
     }
 }
 
@@ -163,6 +198,71 @@ mod tests {
             );
             assert_eq!(header(header::RETRY_AFTER).as_deref(), retry, "{error:?}");
         }
+    }
+
+    #[test]
+    fn step_up_and_resource_metadata_table() {
+        use crate::error::StepUpDetail;
+        let metadata = "https://api.example.com/.well-known/oauth-protected-resource/v1";
+        let step_up = |acr: Option<&str>, max_age: Option<u64>| {
+            AuthError::insufficient_user_authentication(
+                "stronger authentication is required",
+                Arc::new(StepUpDetail {
+                    acr_values: acr.map(Arc::from),
+                    max_age,
+                }),
+            )
+        };
+        let table: Vec<(AuthError, u16, &str)> = vec![
+            (
+                AuthError::missing_token(),
+                401,
+                r#"Bearer realm="api", resource_metadata="https://api.example.com/.well-known/oauth-protected-resource/v1""#,
+            ),
+            (
+                AuthError::invalid_token("the token has expired"),
+                401,
+                r#"Bearer realm="api", error="invalid_token", error_description="the token has expired", resource_metadata="https://api.example.com/.well-known/oauth-protected-resource/v1""#,
+            ),
+            (
+                AuthError::insufficient_scope("mcp:write".into()),
+                403,
+                r#"Bearer realm="api", error="insufficient_scope", error_description="the token lacks a scope this resource requires", scope="mcp:write", resource_metadata="https://api.example.com/.well-known/oauth-protected-resource/v1""#,
+            ),
+            (
+                step_up(Some("urn:example:mfa phr"), None),
+                401,
+                r#"Bearer realm="api", error="insufficient_user_authentication", error_description="stronger authentication is required", acr_values="urn:example:mfa phr", resource_metadata="https://api.example.com/.well-known/oauth-protected-resource/v1""#,
+            ),
+            (
+                step_up(None, Some(300)),
+                401,
+                r#"Bearer realm="api", error="insufficient_user_authentication", error_description="stronger authentication is required", max_age="300", resource_metadata="https://api.example.com/.well-known/oauth-protected-resource/v1""#,
+            ),
+            (
+                step_up(Some("mfa"), Some(0)),
+                401,
+                r#"Bearer realm="api", error="insufficient_user_authentication", error_description="stronger authentication is required", acr_values="mfa", max_age="0", resource_metadata="https://api.example.com/.well-known/oauth-protected-resource/v1""#,
+            ),
+        ];
+        let mut rejection = HttpRejection::new().resource_metadata(metadata);
+        for (error, status, challenge) in table {
+            let response: Response<()> = rejection.on_rejection(&error);
+            assert_eq!(response.status().as_u16(), status, "{error:?}");
+            assert_eq!(
+                response.headers()[header::WWW_AUTHENTICATE],
+                challenge,
+                "{error:?}"
+            );
+        }
+        let down: Response<()> =
+            rejection.on_rejection(&AuthError::unavailable("down", Duration::from_secs(1)));
+        assert_eq!(down.headers().get(header::WWW_AUTHENTICATE), None);
+        let injected = HttpRejection::new().resource_metadata("https://a/\"x\r\n");
+        assert_eq!(
+            injected.challenge(&AuthError::missing_token()),
+            r#"Bearer realm="api", resource_metadata="https://a/\"x""#
+        );
     }
 
     #[test]

@@ -297,8 +297,56 @@ function configuration() {
   };
 }
 
+// ---------------------------------------------------------------------------------------------
+// MCP servers and step-up (tests/mcp.rs, tests/step_up.rs)
+//
+// * Any `http://127.0.0.1:PORT/mcp` is a resource indicator: an MCP server on loopback, with the
+//   scopes `mcp:read mcp:write`, getting RS256 JWT access tokens whose `aud` is that URI.
+// * `urn:portcullis:step-up` is an API resource like `urn:portcullis:api`.
+// * Access tokens for those resources carry `acr` and `auth_time` from the authorization code
+//   (or refresh token) they were issued for.
+// * Dynamic client registration (RFC 7591) is open, so an MCP client can register itself.
+// * At the login prompt, the user authenticates at the first level the request asked for in
+//   `acr_values` (and at no named level when it asked for none).
+// ---------------------------------------------------------------------------------------------
+
+const MCP_SCOPES = 'mcp:read mcp:write';
+const STEP_UP_RESOURCE = 'urn:portcullis:step-up';
+const MCP_RESOURCE = /^http:\/\/127\.0\.0\.1:[0-9]{1,5}\/mcp$/;
+
+function stepUpResourceServer(indicator) {
+  const jwt = { accessTokenFormat: 'jwt', jwt: { sign: { alg: 'RS256', kid: keys.rsa[0].kid } } };
+  if (MCP_RESOURCE.test(indicator)) return { scope: MCP_SCOPES, audience: indicator, ...jwt };
+  if (indicator === STEP_UP_RESOURCE) return { scope: API_SCOPES, audience: indicator, ...jwt };
+  return undefined;
+}
+
+function loginAcr(params) {
+  const [acr] = String(params.acr_values ?? '').split(' ').filter(Boolean);
+  return acr === undefined ? {} : { acr };
+}
+
+function withStepUp(config) {
+  const indicators = config.features.resourceIndicators;
+  const base = indicators.getResourceServerInfo;
+  indicators.getResourceServerInfo = async (ctx, indicator, client) => (
+    stepUpResourceServer(indicator) ?? base(ctx, indicator, client)
+  );
+  config.features.registration = { enabled: true };
+  config.extraTokenClaims = async (ctx, token) => {
+    if (stepUpResourceServer(token.resourceServer?.audience) === undefined) return undefined;
+    const { AuthorizationCode, RefreshToken } = ctx.oidc.entities;
+    const from = AuthorizationCode ?? RefreshToken;
+    if (from === undefined) return undefined;
+    return { acr: from.acr, auth_time: from.authTime };
+  };
+  return config;
+}
+
+// ---------------------------------------------------------------------------------------------
+
 function buildProvider(issuer) {
-  const provider = new Provider(issuer, configuration());
+  const provider = new Provider(issuer, withStepUp(configuration()));
   provider.on('server_error', (ctx, err) => {
     console.error(`idp: server error on ${ctx.method} ${ctx.path}:`, err);
   });
@@ -406,7 +454,7 @@ async function interaction(req, res, uid, action) {
         sendHtml(res, 400, '<p>expected a login prompt and a non-empty login</p>');
         return;
       }
-      await provider.interactionFinished(req, res, { login: { accountId: login } }, {
+      await provider.interactionFinished(req, res, { login: { accountId: login, ...loginAcr(params) } }, {
         mergeWithLastSubmission: false,
       });
       return;
