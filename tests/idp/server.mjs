@@ -333,6 +333,14 @@ function withStepUp(config) {
     stepUpResourceServer(indicator) ?? base(ctx, indicator, client)
   );
   config.features.registration = { enabled: true };
+  // Registration requests name the scopes the client will ask for; oidc-provider checks them
+  // against its own list.
+  config.scopes = [...config.scopes, ...MCP_SCOPES.split(' ')];
+  // Registered MCP clients ask for the refresh_token grant; oidc-provider offers it once
+  // `issueRefreshToken` is configured. Same rule as its default (offline_access only).
+  config.issueRefreshToken = async (ctx, client, code) => (
+    client.grantTypeAllowed('refresh_token') && code.scopes.has('offline_access')
+  );
   config.extraTokenClaims = async (ctx, token) => {
     if (stepUpResourceServer(token.resourceServer?.audience) === undefined) return undefined;
     const { AuthorizationCode, RefreshToken } = ctx.oidc.entities;

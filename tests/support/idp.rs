@@ -358,6 +358,15 @@ impl Idp {
         response
     }
 
+    /// Plays the user through an authorization request someone else built (an MCP client,
+    /// say) that redirects to [`REDIRECT_URI`]: signs in as `user`, consents, and returns the
+    /// URL the provider redirected to.
+    pub async fn sign_in(&self, auth_url: &str, user: &str) -> Url {
+        let url = Url::parse(auth_url)
+            .unwrap_or_else(|err| self.fail(&format!("{auth_url} is not a URL: {err}")));
+        self.play_user(url, user).await
+    }
+
     /// Plays the user agent from the authorization request to the redirect back to
     /// [`REDIRECT_URI`]: follows redirects by hand, keeps cookies, signs in as `user` and
     /// consents. Returns the URL the provider redirected to.
