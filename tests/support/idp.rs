@@ -43,6 +43,12 @@ pub const API_ES: &str = "urn:portcullis:api-es";
 pub const OTHER: &str = "urn:portcullis:other";
 /// Resource indicator (and audience) of opaque access tokens, to be introspected.
 pub const OPAQUE: &str = "urn:portcullis:opaque";
+/// Resource indicator (and audience) of JWT access tokens (RS256) carrying `acr` and
+/// `auth_time`; the user authenticates at the first level of the request's `acr_values`.
+pub const STEP_UP: &str = "urn:portcullis:step-up";
+/// As [`STEP_UP`], with opaque access tokens whose introspection answers carry `acr` and
+/// `auth_time`.
+pub const STEP_UP_OPAQUE: &str = "urn:portcullis:step-up-opaque";
 /// Resource indicator (and audience) of JWT access tokens (RS256) living [`SHORT_TTL_SECS`].
 pub const SHORT: &str = "urn:portcullis:short";
 /// Lifetime of the access tokens issued for [`SHORT`].
@@ -280,6 +286,19 @@ impl Idp {
         scope: &str,
         resource: &str,
     ) -> Value {
+        self.authorization_code_response_with(user, scope, resource, &[])
+            .await
+    }
+
+    /// [`Idp::authorization_code_response`] with more authorization request parameters
+    /// (e.g. `acr_values`).
+    pub async fn authorization_code_response_with(
+        &self,
+        user: &str,
+        scope: &str,
+        resource: &str,
+        extra: &[(&str, &str)],
+    ) -> Value {
         let verifier = random_token(); // 43 characters of base64url
         let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
         let state = random_token();
@@ -296,7 +315,8 @@ impl Idp {
             .append_pair("resource", resource)
             .append_pair("state", &state)
             .append_pair("code_challenge", &challenge)
-            .append_pair("code_challenge_method", "S256");
+            .append_pair("code_challenge_method", "S256")
+            .extend_pairs(extra);
         if scope.split(' ').any(|s| s == "openid") {
             // A nonce belongs to OpenID Connect requests only; the provider refuses it otherwise.
             auth_url.query_pairs_mut().append_pair("nonce", &nonce);
