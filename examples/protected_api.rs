@@ -11,7 +11,8 @@
 //! | `GET /me` | any valid token; answers its subject, scopes and claims |
 //! | `GET /items` | scope `read` |
 //! | `POST /items` | scope `write`; body `{"name": "…"}`, answers `201` |
-//! | `GET /admin` | scope `admin` |
+//! | `GET /admin` | scope `admin` (and the step-up policy, if any) |
+//! | `GET /.well-known/oauth-protected-resource[/path]` | nothing; only with `--resource` |
 //!
 //! Then call it with an access token from your issuer:
 //!
@@ -31,6 +32,13 @@
 //! of them, add `--introspection-missing-aud accept` (an `aud` that is present is still
 //! checked).
 //!
+//! With `--resource https://api.example.com` (the API's canonical URI), the API publishes
+//! its RFC 9728 metadata at `/.well-known/oauth-protected-resource` (path-suffixed for a
+//! URI with a path), names it in every challenge, and accepts tokens whose `aud` is that
+//! URI. `--require-acr VALUE` (repeatable) and `--max-auth-age SECONDS` add an RFC 9470
+//! step-up policy to `/admin`: a token whose `acr` is not one of the values, or whose
+//! `auth_time` is older, gets `401 insufficient_user_authentication`.
+//!
 //! Run with `--help` for every option. Logs go through `tracing-subscriber`; set `RUST_LOG`
 //! to change the default `info,portcullis=debug` (rejections are logged by portcullis at
 //! DEBUG under the target `portcullis::rejection`).
@@ -40,7 +48,7 @@ use std::{
     fmt::Write as _,
     process::ExitCode,
     sync::{Arc, Mutex, MutexGuard, PoisonError},
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use axum::{
@@ -52,8 +60,9 @@ use axum::{
     routing::{get, post},
 };
 use portcullis::{
-    AuthError, Authenticate, BearerAuthLayer, Introspection, Jwt, JwtOrIntrospection, Principal,
-    RegisteredClaims, RequireScopeLayer,
+    AuthError, Authenticate, BearerAuthLayer, HttpRejection, Introspection, Jwt,
+    JwtOrIntrospection, Principal, RegisteredClaims, RequireScopeLayer, RequireStepUpLayer,
+    StepUpPolicy, metadata::ProtectedResource,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -82,12 +91,13 @@ async fn main() -> ExitCode {
         .init();
 
     // Trust the configured issuers (keys found through discovery) for the configured
-    // audiences. Building checks the configuration and does no I/O.
+    // audiences (the canonical `--resource` URI among them). Building checks the
+    // configuration and does no I/O.
     let mut builder = Jwt::builder();
     for issuer in &config.issuers {
         builder = builder.issuer(issuer);
     }
-    for audience in &config.audiences {
+    for audience in config.audiences() {
         builder = builder.audience(audience);
     }
     let jwt = match builder.build() {
@@ -109,8 +119,7 @@ async fn main() -> ExitCode {
                 .client_credentials(&intro.client_id, &intro.client_secret)
                 .dangerous_accept_missing_audience(intro.accept_missing_aud);
             let introspection = config
-                .audiences
-                .iter()
+                .audiences()
                 .fold(introspection, |b, audience| b.audience(audience))
                 .build();
             match introspection {
@@ -138,6 +147,32 @@ async fn serve<A>(config: &Config, jwt: Jwt, auth: A) -> std::io::Result<()>
 where
     A: Authenticate<Claims = RegisteredClaims> + Clone + Send + Sync + 'static,
 {
+    // With a canonical URI: its metadata document, named in every challenge.
+    let resource = match &config.resource {
+        Some(uri) => {
+            let metadata = ProtectedResource::builder(uri)
+                .authorization_servers_of(&jwt)
+                .scopes_supported(["read", "write", "admin"])
+                .resource_name("portcullis protected_api example")
+                .build()
+                .map_err(std::io::Error::other)?;
+            Some(metadata)
+        }
+        None => None,
+    };
+    let rejection = resource
+        .as_ref()
+        .map_or_else(HttpRejection::new, ProtectedResource::rejection);
+    let scope = |s: &str| RequireScopeLayer::all([s]).on_rejection(rejection.clone());
+
+    // `/admin` needs scope `admin`, then the step-up policy if there is one.
+    let mut admin_route = get(admin);
+    if let Some(policy) = config.step_up().map_err(std::io::Error::other)? {
+        admin_route = admin_route
+            .route_layer(RequireStepUpLayer::new(policy).on_rejection(rejection.clone()));
+    }
+    let admin_route = admin_route.route_layer(scope("admin"));
+
     // Every route in `protected` needs a valid token; some need a scope on top, set per
     // method with `route_layer` (which covers only the methods added before it).
     let protected = Router::new()
@@ -145,18 +180,18 @@ where
         .route(
             "/items",
             get(list_items)
-                .route_layer(RequireScopeLayer::all(["read"]))
-                .merge(post(create_item).route_layer(RequireScopeLayer::all(["write"]))),
+                .route_layer(scope("read"))
+                .merge(post(create_item).route_layer(scope("write"))),
         )
-        .route(
-            "/admin",
-            get(admin).route_layer(RequireScopeLayer::all(["admin"])),
-        )
+        .route("/admin", admin_route)
         // `route_layer`, not `layer`: an unknown path stays `404` instead of becoming `401`.
-        .route_layer(BearerAuthLayer::new(auth));
+        .route_layer(BearerAuthLayer::new(auth).on_rejection(rejection.clone()));
 
-    let app = Router::new()
-        .route("/health", get(|| async { "ok" }))
+    let mut app = Router::new().route("/health", get(|| async { "ok" }));
+    if let Some(resource) = &resource {
+        app = app.route_service(resource.well_known_path(), resource.service());
+    }
+    let app = app
         .merge(protected)
         .layer(middleware::from_fn(log_request))
         .with_state(Items::default());
@@ -363,7 +398,31 @@ const MISSING_AUD: Opt = Opt {
     many: false,
     default: None,
 };
-const OPTIONS: [&Opt; 7] = [
+const RESOURCE: Opt = Opt {
+    flag: "--resource",
+    env: "PORTCULLIS_RESOURCE",
+    value: "URL",
+    help: "this API's canonical URI: an accepted audience, RFC 9728 metadata, named in challenges",
+    many: false,
+    default: None,
+};
+const REQUIRE_ACR: Opt = Opt {
+    flag: "--require-acr",
+    env: "PORTCULLIS_REQUIRE_ACR",
+    value: "VALUE",
+    help: "/admin needs a token whose `acr` is one of these (RFC 9470); repeatable",
+    many: true,
+    default: None,
+};
+const MAX_AUTH_AGE: Opt = Opt {
+    flag: "--max-auth-age",
+    env: "PORTCULLIS_MAX_AUTH_AGE",
+    value: "SECONDS",
+    help: "/admin needs a user authentication (`auth_time`) at most this old (RFC 9470)",
+    many: false,
+    default: None,
+};
+const OPTIONS: [&Opt; 10] = [
     &ISSUER,
     &AUDIENCE,
     &ADDR,
@@ -371,6 +430,9 @@ const OPTIONS: [&Opt; 7] = [
     &CLIENT_ID,
     &CLIENT_SECRET,
     &MISSING_AUD,
+    &RESOURCE,
+    &REQUIRE_ACR,
+    &MAX_AUTH_AGE,
 ];
 
 /// Where and as whom opaque tokens are introspected.
@@ -399,6 +461,9 @@ struct Config {
     audiences: Vec<String>,
     addr: String,
     introspection: Option<IntrospectionConfig>,
+    resource: Option<String>,
+    require_acr: Vec<String>,
+    max_auth_age: Option<Duration>,
 }
 
 impl Config {
@@ -443,12 +508,47 @@ impl Config {
                 },
             }),
         };
+        let resource = values.optional(&RESOURCE)?;
+        let max_auth_age = match values.optional(&MAX_AUTH_AGE)? {
+            None => None,
+            Some(secs) => Some(Duration::from_secs(secs.parse().map_err(|_| {
+                format!(
+                    "{} takes a number of seconds, not `{secs}`",
+                    MAX_AUTH_AGE.flag
+                )
+            })?)),
+        };
         Ok(Some(Self {
             issuers: values.required_list(&ISSUER)?,
-            audiences: values.required_list(&AUDIENCE)?,
+            // The canonical URI is an audience of its own; other audiences become optional.
+            audiences: match (values.required_list(&AUDIENCE), &resource) {
+                (Ok(list), _) => list,
+                (Err(_), Some(_)) => Vec::new(),
+                (Err(e), None) => return Err(e),
+            },
             addr: values.single(&ADDR)?,
             introspection,
+            require_acr: values.0.get(REQUIRE_ACR.flag).cloned().unwrap_or_default(),
+            max_auth_age,
+            resource,
         }))
+    }
+
+    /// The configured audiences and the canonical URI.
+    fn audiences(&self) -> impl Iterator<Item = &String> {
+        self.audiences.iter().chain(&self.resource)
+    }
+
+    /// The step-up policy of `/admin`, if any option asks for one.
+    fn step_up(&self) -> Result<Option<StepUpPolicy>, portcullis::ConfigError> {
+        if self.require_acr.is_empty() && self.max_auth_age.is_none() {
+            return Ok(None);
+        }
+        let mut builder = StepUpPolicy::builder().acr_values(self.require_acr.iter().cloned());
+        if let Some(max_age) = self.max_auth_age {
+            builder = builder.max_age(max_age);
+        }
+        builder.build().map(Some)
     }
 }
 
@@ -542,7 +642,7 @@ fn missing(opt: &Opt) -> String {
 fn usage() -> String {
     let mut text = String::from(
         "protected_api: an HTTP API behind portcullis (OAuth 2.0 bearer tokens)\n\n\
-         Usage: protected_api --issuer URL --audience AUD [--addr HOST:PORT]\n         \x20      [--introspection-url URL --client-id ID --client-secret SECRET\n         \x20       [--introspection-missing-aud refuse|accept]]\n\nOptions:\n",
+         Usage: protected_api --issuer URL (--audience AUD | --resource URL) [--addr HOST:PORT]\n         \x20      [--introspection-url URL --client-id ID --client-secret SECRET\n         \x20       [--introspection-missing-aud refuse|accept]]\n         \x20      [--require-acr VALUE] [--max-auth-age SECONDS]\n\nOptions:\n",
     );
     for opt in OPTIONS {
         let left = format!("{} {}", opt.flag, opt.value);
@@ -566,7 +666,8 @@ fn usage() -> String {
          \x20 GET  /me             any valid token\n\
          \x20 GET  /items          scope `read`\n\
          \x20 POST /items          scope `write`, body {\"name\": \"...\"}\n\
-         \x20 GET  /admin          scope `admin`\n\n\
+         \x20 GET  /admin          scope `admin` (and the step-up policy, if any)\n\
+         \x20 GET  /.well-known/oauth-protected-resource[/path]   metadata (with --resource)\n\n\
          Logging: RUST_LOG (default info,portcullis=debug)\n",
     );
     text

@@ -787,3 +787,124 @@ fn the_protected_api_example_refuses_client_credentials_without_an_endpoint() {
         "the secret is echoed: {stderr}"
     );
 }
+
+// ── 7. examples/protected_api.rs with --resource and a step-up policy ────────────────────────
+
+#[tokio::test]
+async fn the_protected_api_example_publishes_its_metadata_and_steps_up_admin() {
+    let idp = Idp::start().await;
+    // The canonical URI is a name tokens carry in `aud`; the example listens elsewhere.
+    let resource = "http://127.0.0.1:1/api";
+    let metadata_url = "http://127.0.0.1:1/.well-known/oauth-protected-resource/api";
+    let mfa = "urn:portcullis:mfa";
+    let example = ExampleServer::start(
+        &idp.issuer,
+        idp::API,
+        &[
+            "--resource",
+            resource,
+            "--require-acr",
+            mfa,
+            "--max-auth-age",
+            "300",
+        ],
+    )
+    .await;
+    let url = &example.url;
+    let http = client();
+    let context = |what: &str| format!("{what}\n--- example stderr ---\n{}", example.stderr());
+    let get = |path: &str, token: Option<&str>| {
+        let request = http.get(format!("{url}{path}"));
+        let request = match token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        };
+        async move {
+            let response = request.send().await.expect("GET");
+            let challenge = response
+                .headers()
+                .get(WWW_AUTHENTICATE)
+                .map(|v| v.to_str().expect("ascii").to_owned());
+            (
+                response.status(),
+                challenge,
+                response.text().await.unwrap_or_default(),
+            )
+        }
+    };
+
+    let (status, _, body) = get("/.well-known/oauth-protected-resource/api", None).await;
+    assert_eq!(status, StatusCode::OK, "{}", context("GET metadata"));
+    let document: Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(
+        document,
+        serde_json::json!({
+            "resource": resource,
+            "authorization_servers": [idp.issuer],
+            "scopes_supported": ["read", "write", "admin"],
+            "bearer_methods_supported": ["header"],
+            "resource_name": "portcullis protected_api example",
+        })
+    );
+
+    let (status, challenge, _) = get("/me", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        challenge.as_deref(),
+        Some(format!(r#"Bearer realm="api", resource_metadata="{metadata_url}""#).as_str())
+    );
+
+    // A token for the canonical URI is accepted; `/admin` wants a stronger sign-in.
+    let token = |extra: &'static [(&'static str, &'static str)]| {
+        let idp = &idp;
+        async move {
+            let response = idp
+                .authorization_code_response_with("alice", "openid read admin", resource, extra)
+                .await;
+            response["access_token"]
+                .as_str()
+                .expect("a token")
+                .to_owned()
+        }
+    };
+    let plain = token(&[]).await;
+    let (status, _, _) = get("/me", Some(&plain)).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "{}",
+        context("GET /me for the resource")
+    );
+    let (status, challenge, _) = get("/admin", Some(&plain)).await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "{}",
+        context("GET /admin")
+    );
+    assert_eq!(
+        challenge.as_deref(),
+        Some(
+            format!(
+                r#"Bearer realm="api", error="insufficient_user_authentication", error_description="the user's authentication context does not satisfy this resource", acr_values="{mfa}", max_age="300", resource_metadata="{metadata_url}""#
+            )
+            .as_str()
+        )
+    );
+    let stepped_up = token(&[("acr_values", "urn:portcullis:mfa")]).await;
+    let (status, _, _) = get("/admin", Some(&stepped_up)).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "{}",
+        context("GET /admin after step-up")
+    );
+
+    // Still scope-checked: a token without `admin` is 403 naming it, with the metadata.
+    let reader = idp.client_credentials(idp::API, "read").await;
+    let (status, challenge, _) = get("/admin", Some(&reader)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let challenge = challenge.unwrap_or_default();
+    assert!(challenge.contains(r#"scope="admin""#), "{challenge}");
+    assert!(challenge.contains(metadata_url), "{challenge}");
+}

@@ -302,6 +302,7 @@ function configuration() {
 //
 // * Any `http://127.0.0.1:PORT/mcp` is a resource indicator: an MCP server on loopback, with the
 //   scopes `mcp:read mcp:write`, getting RS256 JWT access tokens whose `aud` is that URI.
+//   Any `http://127.0.0.1:PORT/api` likewise, with the scopes of `urn:portcullis:api`.
 // * `urn:portcullis:step-up` is an API resource like `urn:portcullis:api`;
 //   `urn:portcullis:step-up-opaque` the same with opaque tokens (for introspection).
 // * Access tokens for those resources carry `acr` and `auth_time` from the authorization code
@@ -315,10 +316,12 @@ const MCP_SCOPES = 'mcp:read mcp:write';
 const STEP_UP_RESOURCE = 'urn:portcullis:step-up';
 const STEP_UP_OPAQUE_RESOURCE = 'urn:portcullis:step-up-opaque';
 const MCP_RESOURCE = /^http:\/\/127\.0\.0\.1:[0-9]{1,5}\/mcp$/;
+const API_URL_RESOURCE = /^http:\/\/127\.0\.0\.1:[0-9]{1,5}\/api$/;
 
 function stepUpResourceServer(indicator) {
   const jwt = { accessTokenFormat: 'jwt', jwt: { sign: { alg: 'RS256', kid: keys.rsa[0].kid } } };
   if (MCP_RESOURCE.test(indicator)) return { scope: MCP_SCOPES, audience: indicator, ...jwt };
+  if (API_URL_RESOURCE.test(indicator)) return { scope: API_SCOPES, audience: indicator, ...jwt };
   if (indicator === STEP_UP_RESOURCE) return { scope: API_SCOPES, audience: indicator, ...jwt };
   if (indicator === STEP_UP_OPAQUE_RESOURCE) {
     return { scope: API_SCOPES, audience: indicator, accessTokenFormat: 'opaque' };
