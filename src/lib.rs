@@ -77,6 +77,8 @@
 //! - Introspection requires an audience too and refuses answers without `aud` (unless
 //!   `dangerous_accept_any_audience` / `dangerous_accept_missing_audience`), accepts only
 //!   `active: true` and refuses refresh tokens.
+//! - A resource with a canonical URI (RFC 9728, RFC 8707, MCP) accepts only tokens for it
+//!   when that URI is its only audience: see [`metadata`].
 //! - With several issuers, the token's `iss` picks the issuer before any key is looked
 //!   at, and only that issuer's keys can verify it.
 //! - Outbound calls refuse redirects and non-`200` answers, time out (5 s) and cap bodies
