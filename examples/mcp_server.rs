@@ -17,10 +17,7 @@
 //! The issuer must support resource indicators (RFC 8707) so that tokens carry the
 //! resource URI in `aud`, and know the scopes `mcp:read` and `mcp:write`.
 
-use std::{
-    collections::BTreeMap,
-    sync::{Arc, Mutex},
-};
+use std::sync::{Arc, Mutex};
 
 use axum::{
     Router,
@@ -115,9 +112,15 @@ pub fn app(resource: &ProtectedResource, jwt: Jwt) -> Router {
         StreamableHttpServerConfig::default().with_allowed_hosts([host, authority]),
     );
     let rejection = resource.rejection();
+    let policies: Arc<[(&'static str, ScopePolicy)]> = TOOL_SCOPES
+        .iter()
+        .map(|(tool, scope)| (*tool, ScopePolicy::all([*scope])))
+        .collect();
     let tool_scopes = {
         let rejection = rejection.clone();
-        move |req: Request, next: Next| require_tool_scope(rejection.clone(), req, next)
+        move |req: Request, next: Next| {
+            require_tool_scope(Arc::clone(&policies), rejection.clone(), req, next)
+        }
     };
     Router::new()
         .route_service(url.path(), mcp)
@@ -128,7 +131,12 @@ pub fn app(resource: &ProtectedResource, jwt: Jwt) -> Router {
 
 /// Reads the JSON-RPC request and, for `tools/call`, requires the tool's scope, answering
 /// `403 insufficient_scope` at the HTTP level as the MCP authorization rules ask.
-async fn require_tool_scope(mut rejection: HttpRejection, req: Request, next: Next) -> Response {
+async fn require_tool_scope(
+    policies: Arc<[(&'static str, ScopePolicy)]>,
+    mut rejection: HttpRejection,
+    req: Request,
+    next: Next,
+) -> Response {
     let (parts, body) = req.into_parts();
     let Ok(bytes) = to_bytes(body, MAX_BODY).await else {
         return StatusCode::PAYLOAD_TOO_LARGE.into_response();
@@ -138,10 +146,10 @@ async fn require_tool_scope(mut rejection: HttpRejection, req: Request, next: Ne
         .get::<Scopes>()
         .cloned()
         .unwrap_or_default();
-    let scopes: BTreeMap<&str, &str> = TOOL_SCOPES.iter().copied().collect();
     for tool in called_tools(&bytes) {
-        if let Some(scope) = scopes.get(tool.as_str())
-            && let Err(error) = ScopePolicy::all([*scope]).check(&granted)
+        let policy = policies.iter().find(|(name, _)| *name == tool);
+        if let Some((_, policy)) = policy
+            && let Err(error) = policy.check(&granted)
         {
             return rejection.on_rejection(&error);
         }

@@ -70,6 +70,13 @@ impl<A> BearerAuthLayer<A> {
         self.rejection = self.rejection.realm(realm);
         self
     }
+
+    /// Names the resource's RFC 9728 metadata URL in every challenge
+    /// ([`HttpRejection::resource_metadata`]). Default: none.
+    pub fn resource_metadata(mut self, url: &str) -> Self {
+        self.rejection = self.rejection.resource_metadata(url);
+        self
+    }
 }
 
 impl<A, R> BearerAuthLayer<A, R> {

@@ -71,6 +71,13 @@ impl RequireScopeLayer {
         self.rejection = self.rejection.realm(realm);
         self
     }
+
+    /// Names the resource's RFC 9728 metadata URL in every challenge
+    /// ([`HttpRejection::resource_metadata`]). Default: none.
+    pub fn resource_metadata(mut self, url: &str) -> Self {
+        self.rejection = self.rejection.resource_metadata(url);
+        self
+    }
 }
 
 impl<R> RequireScopeLayer<R> {
