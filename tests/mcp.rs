@@ -246,7 +246,7 @@ async fn tokens_for_another_resource_are_refused() {
         assert_eq!(
             response.headers()[WWW_AUTHENTICATE],
             format!(
-                r#"Bearer realm="api", error="invalid_token", error_description="the token is not meant for this audience", resource_metadata="{}""#,
+                r#"Bearer realm="api", error="invalid_token", error_description="the access token is expired, revoked, malformed, or not valid for this resource", resource_metadata="{}""#,
                 server.metadata_url
             )
             .as_str(),

@@ -222,7 +222,7 @@ mod tests {
             (
                 AuthError::invalid_token("the token has expired"),
                 401,
-                r#"Bearer realm="api", error="invalid_token", error_description="the token has expired", resource_metadata="https://api.example.com/.well-known/oauth-protected-resource/v1""#,
+                r#"Bearer realm="api", error="invalid_token", error_description="the access token is expired, revoked, malformed, or not valid for this resource", resource_metadata="https://api.example.com/.well-known/oauth-protected-resource/v1""#,
             ),
             (
                 AuthError::insufficient_scope("mcp:write".into()),
