@@ -576,3 +576,72 @@ async fn rejections_are_trailers_only_grpc_answers_on_the_wire() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Step-up (RFC 9470) under tonic
+
+/// A `read` token for alice with `acr` (when given) and `auth_time` `age` seconds ago.
+fn token_with_acr(acr: Option<&str>, age: i64) -> String {
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some(KID.to_owned());
+    let now = now();
+    let mut claims = json!({
+        "iss": ISSUER, "aud": AUDIENCE, "sub": "alice", "scope": "read",
+        "iat": now - 10, "exp": now + 300, "auth_time": now - age,
+    });
+    if let Some(acr) = acr {
+        claims["acr"] = json!(acr);
+    }
+    jsonwebtoken::encode(&header, &claims, &signing_key()).expect("a signed token")
+}
+
+#[tokio::test]
+async fn a_step_up_failure_is_unauthenticated_with_the_challenge_in_the_metadata() {
+    let policy = portcullis::StepUpPolicy::builder()
+        .acr_values(["urn:example:mfa"])
+        .max_age(Duration::from_secs(600))
+        .build()
+        .expect("a valid policy");
+    let (listener, addr) = listener().await;
+    tokio::spawn(
+        Server::builder()
+            .layer(BearerAuthLayer::new(jwt()).grpc())
+            .layer(portcullis::RequireStepUpLayer::new(policy).on_rejection(GrpcRejection::new()))
+            .add_service(InventoryServer::new(Shop))
+            .serve_with_incoming(TcpIncoming::from(listener)),
+    );
+    let challenge = r#"Bearer error="insufficient_user_authentication", acr_values="urn:example:mfa", max_age="600""#;
+
+    for (token, message) in [
+        (
+            token_with_acr(None, 5),
+            "the user's authentication context does not satisfy this resource",
+        ),
+        (
+            token_with_acr(Some("urn:example:pwd"), 5),
+            "the user's authentication context does not satisfy this resource",
+        ),
+        (
+            token_with_acr(Some("urn:example:mfa"), 601),
+            "the user's authentication is too old for this resource",
+        ),
+    ] {
+        let status = assert_status(
+            get_item(addr, Some(&token)).await,
+            Code::Unauthenticated,
+            message,
+            Some(&token),
+        );
+        let got = status
+            .metadata()
+            .get("www-authenticate")
+            .expect("the challenge")
+            .to_str()
+            .expect("ASCII");
+        assert_eq!(got, challenge);
+    }
+    let item = get_item(addr, Some(&token_with_acr(Some("urn:example:mfa"), 5)))
+        .await
+        .expect("a strong, recent authentication passes");
+    assert_eq!(item.id, "apples");
+}
