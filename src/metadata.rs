@@ -378,39 +378,32 @@ impl ProtectedResourceBuilder {
                 "a supported scope is empty or has a character RFC 6749 does not allow",
             ));
         }
-        let json = serde_json::to_string(&document)
-            .map_err(|_| ConfigError::new("the metadata document cannot be serialized"))?;
-        // A member from `member` that repeats a named one would appear twice.
-        let known = serde_json::to_value(ResourceMetadata {
-            extra: serde_json::Map::new(),
-            ..document.clone()
-        })
-        .map_err(|_| ConfigError::new("the metadata document cannot be serialized"))?;
-        if document.extra.keys().any(|k| {
-            known.get(k).is_some()
-                || matches!(
-                    k.as_str(),
-                    "resource"
-                        | "authorization_servers"
-                        | "jwks_uri"
-                        | "scopes_supported"
-                        | "bearer_methods_supported"
-                        | "resource_signing_alg_values_supported"
-                        | "resource_name"
-                        | "resource_documentation"
-                        | "resource_policy_uri"
-                        | "resource_tos_uri"
-                        | "tls_client_certificate_bound_access_tokens"
-                        | "authorization_details_types_supported"
-                        | "dpop_signing_alg_values_supported"
-                        | "dpop_bound_access_tokens_required"
-                        | "signed_metadata"
-                )
-        }) {
+        // A member from `member` that repeats a named one would appear twice;
+        // `signed_metadata` would need a signature portcullis does not make.
+        const NAMED: &[&str] = &[
+            "resource",
+            "authorization_servers",
+            "jwks_uri",
+            "scopes_supported",
+            "bearer_methods_supported",
+            "resource_signing_alg_values_supported",
+            "resource_name",
+            "resource_documentation",
+            "resource_policy_uri",
+            "resource_tos_uri",
+            "tls_client_certificate_bound_access_tokens",
+            "authorization_details_types_supported",
+            "dpop_signing_alg_values_supported",
+            "dpop_bound_access_tokens_required",
+            "signed_metadata",
+        ];
+        if document.extra.keys().any(|k| NAMED.contains(&k.as_str())) {
             return Err(ConfigError::new(
                 "an extra metadata member repeats one the builder sets (or signed_metadata)",
             ));
         }
+        let json = serde_json::to_string(&document)
+            .map_err(|_| ConfigError::new("the metadata document cannot be serialized"))?;
         // §3.1: the well-known suffix goes between the host and the path; a path that is
         // only "/" is dropped.
         let path = match url.path() {
@@ -539,6 +532,57 @@ mod tests {
             assert_eq!(r.well_known_path(), path, "{resource}");
             assert_eq!(r.resource(), resource, "kept as given");
         }
+    }
+
+    #[test]
+    fn every_member_serializes_under_its_rfc_9728_name() {
+        let jwt = Jwt::builder()
+            .issuer_with_jwks("https://login.example.com", crate::__doc_support::JWKS)
+            .issuer_with_jwks("https://other.example.com", crate::__doc_support::JWKS)
+            .audience("https://api.example.com/v1")
+            .build()
+            .expect("jwt");
+        let r = ProtectedResource::builder("https://api.example.com/v1")
+            .authorization_servers_of(&jwt)
+            .authorization_server("https://login.example.com")
+            .scopes_supported(["read", "write", "read"])
+            .bearer_methods_supported(["header", "query"])
+            .resource_signing_alg_values_supported([Algorithm::ES256])
+            .dpop([Algorithm::ES256, Algorithm::PS256], true)
+            .resource_name("Orders")
+            .resource_documentation("https://docs.example.com/orders")
+            .resource_policy_uri("https://example.com/policy")
+            .resource_tos_uri("https://example.com/tos")
+            .member("x_tier", "gold".into())
+            .build()
+            .expect("resource");
+        let json: serde_json::Value = serde_json::from_str(&r.inner.json).expect("the served JSON");
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "resource": "https://api.example.com/v1",
+                "authorization_servers": ["https://login.example.com", "https://other.example.com"],
+                "scopes_supported": ["read", "write"],
+                "bearer_methods_supported": ["header", "query"],
+                "resource_signing_alg_values_supported": ["ES256"],
+                "dpop_signing_alg_values_supported": ["ES256", "PS256"],
+                "dpop_bound_access_tokens_required": true,
+                "resource_name": "Orders",
+                "resource_documentation": "https://docs.example.com/orders",
+                "resource_policy_uri": "https://example.com/policy",
+                "resource_tos_uri": "https://example.com/tos",
+                "x_tier": "gold",
+            })
+        );
+        let parsed: ResourceMetadata = serde_json::from_value(json).expect("round trip");
+        assert_eq!(&parsed, r.document());
+        let minimal = ProtectedResource::builder("https://api.example.com")
+            .build()
+            .expect("resource");
+        assert_eq!(
+            &*minimal.inner.json,
+            r#"{"resource":"https://api.example.com","bearer_methods_supported":["header"]}"#
+        );
     }
 
     #[test]
