@@ -7,9 +7,7 @@ use crate::{
     alg::{AlgSet, Algorithm},
     claims::ClaimRules,
     error::ConfigError,
-    http_client::{
-        DEFAULT_HTTP_TIMEOUT, DEFAULT_MAX_RESPONSE_BYTES, HttpClient, MAX_HTTP_TIMEOUT, parse_url,
-    },
+    http_client::{DEFAULT_MAX_RESPONSE_BYTES, HttpOptions, http_option_setters, parse_url},
     jwks::{CachePolicy, JwksCache, Source, keys},
     principal::RegisteredClaims,
     redact,
@@ -64,8 +62,7 @@ pub struct JwtBuilder<C = RegisteredClaims> {
     jwks_hosts: Vec<String>,
     claim_rules: ClaimRules,
     policy: CachePolicy,
-    http_timeout: Duration,
-    max_response_bytes: usize,
+    http: HttpOptions,
     _claims: PhantomData<fn() -> C>,
 }
 
@@ -79,8 +76,7 @@ impl Default for JwtBuilder {
             jwks_hosts: Vec::new(),
             claim_rules: ClaimRules::default(),
             policy: CachePolicy::default(),
-            http_timeout: DEFAULT_HTTP_TIMEOUT,
-            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            http: HttpOptions::new(DEFAULT_MAX_RESPONSE_BYTES),
             _claims: PhantomData,
         }
     }
@@ -91,6 +87,7 @@ impl<C> fmt::Debug for JwtBuilder<C> {
         f.debug_struct("JwtBuilder")
             .field("issuers", &self.issuers)
             .field("audiences", &self.claim_rules.audiences)
+            .field("http", &self.http)
             .finish_non_exhaustive()
     }
 }
@@ -208,22 +205,17 @@ impl<C> JwtBuilder<C> {
     /// 10 minutes. A first fetch through discovery makes up to three calls (OpenID
     /// metadata, RFC 8414 metadata, the key set), so it can take up to three times this.
     pub fn http_timeout(mut self, timeout: Duration) -> Self {
-        self.http_timeout = timeout;
+        self.http.timeout = timeout;
         self
     }
 
     /// Largest discovery or JWKS response accepted, in bytes. Default: 1 MiB.
     pub fn max_response_bytes(mut self, bytes: usize) -> Self {
-        self.max_response_bytes = bytes;
+        self.http.max_bytes = bytes;
         self
     }
 
-    /// Allows plain-`http` issuer and JWKS URLs on hosts other than loopback. Default: off
-    /// (only `https`, and `http` on `localhost`/`127.0.0.0/8`/`[::1]`).
-    pub fn dangerous_allow_http(mut self, allow: bool) -> Self {
-        self.policy.allow_http = allow;
-        self
-    }
+    http_option_setters!();
 
     /// Deserializes the claims into `T` instead of [`RegisteredClaims`]. A token whose
     /// claims do not fit `T` is rejected as `invalid_token`.
@@ -236,8 +228,7 @@ impl<C> JwtBuilder<C> {
             jwks_hosts: self.jwks_hosts,
             claim_rules: self.claim_rules,
             policy: self.policy,
-            http_timeout: self.http_timeout,
-            max_response_bytes: self.max_response_bytes,
+            http: self.http,
             _claims: PhantomData,
         }
     }
@@ -250,20 +241,14 @@ impl<C> JwtBuilder<C> {
             return Err(ConfigError::new("at least one issuer is required"));
         }
         let rules = self.claim_rules.check(true)?;
-        if self.http_timeout.is_zero()
-            || self.http_timeout > MAX_HTTP_TIMEOUT
-            || self.max_response_bytes == 0
-        {
-            return Err(ConfigError::new(
-                "the HTTP timeout must be positive and at most 10 minutes, the response cap positive",
-            ));
-        }
-        self.policy.check()?;
+        let http = self.http.build()?;
+        let mut policy = self.policy;
+        policy.allow_http = self.http.allow_http;
+        policy.check()?;
         let allowed = AlgSet::of(self.algorithms.iter().copied());
         if allowed.is_empty() {
             return Err(ConfigError::new("at least one algorithm must be allowed"));
         }
-        let http = HttpClient::new(self.http_timeout, self.max_response_bytes)?;
         let mut issuers = Vec::with_capacity(self.issuers.len());
         let jwks_hosts: Arc<[Box<str>]> = self
             .jwks_hosts
@@ -289,7 +274,7 @@ impl<C> JwtBuilder<C> {
                     redact::url(&issuer)
                 )));
             }
-            let allow_http = self.policy.allow_http;
+            let allow_http = policy.allow_http;
             let (source, initial) = match config {
                 IssuerConfig::Discover(i) => (
                     Source::Discovery {
@@ -323,7 +308,7 @@ impl<C> JwtBuilder<C> {
                 source,
                 initial,
                 http.clone(),
-                self.policy,
+                policy,
                 allowed,
             ));
         }
@@ -340,7 +325,7 @@ impl<C> JwtBuilder<C> {
                 },
                 time: rules.time,
                 scope_claim: rules.scope_claim,
-                cooldown: self.policy.cooldown,
+                cooldown: policy.cooldown,
             }),
             _claims: PhantomData,
         })
