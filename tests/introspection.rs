@@ -51,8 +51,12 @@ async fn an_active_answer_yields_its_principal() {
     assert_eq!(body["client_id"], "the-client");
     assert_eq!(server.calls(), 1);
 
-    // RFC 7662 §2.2: only `active` is required.
-    server.answer("opaque-bare", json!({"active": true}));
+    // RFC 7662 §2.2: only `active` is required; without `aud`, the audience waiver needs
+    // `token_type` to tell an access token from a refresh token.
+    server.answer(
+        "opaque-bare",
+        json!({"active": true, "token_type": "Bearer"}),
+    );
     let body = assert_accepted(&send(&app, "/me", "opaque-bare").await, "bare answer");
     assert_eq!(body["sub"], Value::Null);
     assert_eq!(body["scopes"], json!([]));
@@ -84,16 +88,25 @@ async fn anything_but_a_boolean_true_active_is_an_invalid_token() {
         ("an array holding an answer", r#"[{"active":true}]"#.into()),
         ("a bare true", "true".into()),
         ("null", "null".into()),
-        ("exp as a string", r#"{"active":true,"exp":"x"}"#.into()),
-        ("sub as a number", r#"{"active":true,"sub":5}"#.into()),
+        (
+            "exp as a string",
+            r#"{"active":true,"token_type":"Bearer","exp":"x"}"#.into(),
+        ),
+        (
+            "sub as a number",
+            r#"{"active":true,"token_type":"Bearer","sub":5}"#.into(),
+        ),
         (
             "active repeated",
             r#"{"active":false,"active":true}"#.into(),
         ),
-        ("expired", format!(r#"{{"active":true,"exp":{past}}}"#)),
+        (
+            "expired",
+            format!(r#"{{"active":true,"token_type":"Bearer","exp":{past}}}"#),
+        ),
         (
             "not yet valid",
-            format!(r#"{{"active":true,"nbf":{future}}}"#),
+            format!(r#"{{"active":true,"token_type":"Bearer","nbf":{future}}}"#),
         ),
         (
             "a refresh token",
@@ -247,7 +260,7 @@ async fn a_cached_answer_expires_with_the_token() {
     let exp = now() + 2.0;
     server.answer(
         "short-lived",
-        json!({"active": true, "iss": ISSUER, "sub": "alice", "exp": exp}),
+        json!({"active": true, "token_type": "Bearer", "iss": ISSUER, "sub": "alice", "exp": exp}),
     );
     let app = app(build(
         builder(&server)
@@ -276,7 +289,7 @@ async fn a_cached_answer_never_outlives_exp_even_with_the_leeway() {
     let exp = now() + 1.5;
     server.answer(
         "revoked-after-exp",
-        json!({"active": true, "iss": ISSUER, "sub": "alice", "exp": exp}),
+        json!({"active": true, "token_type": "Bearer", "iss": ISSUER, "sub": "alice", "exp": exp}),
     );
     // The default leeway (30 s) tolerates clock skew on a fresh answer; it must not stretch
     // the life of a cached one.
@@ -304,7 +317,7 @@ async fn an_answer_with_a_far_future_exp_is_cached_for_the_max_ttl() {
     ] {
         server.answer(
             token,
-            json!({"active": true, "iss": ISSUER, "sub": "alice", "exp": exp}),
+            json!({"active": true, "token_type": "Bearer", "iss": ISSUER, "sub": "alice", "exp": exp}),
         );
     }
     let app = app(build(builder(&server)));

@@ -51,10 +51,11 @@ pub fn now_secs() -> u64 {
     now() as u64
 }
 
-/// An active answer from [`ISSUER`], valid for an hour.
+/// An active answer from [`ISSUER`] for a bearer access token, valid for an hour.
 pub fn active(sub: &str, scope: &str) -> Value {
     json!({
         "active": true,
+        "token_type": "Bearer",
         "iss": ISSUER,
         "sub": sub,
         "scope": scope,
