@@ -35,8 +35,8 @@ pub const DEFAULT_CACHE_CAPACITY: u64 = 10_000;
 pub const DEFAULT_NEGATIVE_CACHE_CAPACITY: u64 = 10_000;
 /// Default cap on an introspection response body: 64 KiB.
 pub const DEFAULT_MAX_INTROSPECTION_BYTES: usize = 64 * 1024;
-/// Default number of introspection calls under way at once: 32.
-pub const DEFAULT_MAX_CONCURRENT_CALLS: usize = 32;
+/// Default number of introspection calls under way at once: 16.
+pub const DEFAULT_MAX_CONCURRENT_CALLS: usize = 16;
 
 /// The credentials as configured, checked at `build()`.
 enum CredentialConfig {
@@ -271,7 +271,7 @@ impl<C> IntrospectionBuilder<C> {
 
     /// Most introspection calls under way at once; further requests for uncached tokens
     /// wait up to the [`http_timeout`](Self::http_timeout) for a slot, then get `503`.
-    /// Default: 32; at least 1.
+    /// Default: 16; at least 1.
     pub fn max_concurrent_calls(mut self, calls: usize) -> Self {
         self.max_concurrent = calls;
         self

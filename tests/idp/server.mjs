@@ -18,7 +18,8 @@
 //     Set `IDP_IGNORE_STDIN=1` to run it by hand with no stdin.
 //   * errors go to stderr; set `IDP_DEBUG=1` to also log every rejected request there.
 
-import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { createPublicKey, generateKeyPairSync, randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import http from 'node:http';
 
 import Provider, { errors } from 'oidc-provider';
@@ -199,7 +200,9 @@ const CLIENTS = [
     client_id: 'portcullis-client',
     client_secret: 'portcullis-secret',
     token_endpoint_auth_method: 'client_secret_basic',
-    grant_types: ['authorization_code', 'client_credentials'],
+    // `refresh_token` (with the `offline_access` scope and `prompt=consent`) is for the test
+    // that introspects a refresh token.
+    grant_types: ['authorization_code', 'client_credentials', 'refresh_token'],
     response_types: ['code'],
     redirect_uris: ['http://127.0.0.1/callback'],
   },
@@ -221,9 +224,27 @@ const CLIENTS = [
     response_types: [],
     redirect_uris: [],
   },
+  // ── private_key_jwt (issue 13) ──────────────────────────────────────────────────────────────
+  {
+    // The resource server introspecting with a signed client assertion (RFC 7523); the private
+    // key is tests/keys/introspection-client-es256.pem.
+    client_id: 'portcullis-rs-jwt',
+    token_endpoint_auth_method: 'private_key_jwt',
+    token_endpoint_auth_signing_alg: 'ES256',
+    jwks: { keys: [introspectionClientJwk()] },
+    grant_types: [],
+    response_types: [],
+    redirect_uris: [],
+  },
 ];
 
-const INTROSPECTING_CLIENTS = new Set(['portcullis-rs', 'portcullis-rs-post']);
+/** The public JWK of the `portcullis-rs-jwt` client's test key. */
+function introspectionClientJwk() {
+  const pem = readFileSync(new URL('../keys/introspection-client-es256.pem', import.meta.url));
+  return { ...createPublicKey(pem).export({ format: 'jwk' }), kid: 'rs-jwt', use: 'sig', alg: 'ES256' };
+}
+
+const INTROSPECTING_CLIENTS = new Set(['portcullis-rs', 'portcullis-rs-post', 'portcullis-rs-jwt']);
 
 function configuration() {
   // A fresh object every time: Provider keeps (and adjusts) the configuration it is given.
@@ -237,7 +258,7 @@ function configuration() {
       short: { signed: true, httpOnly: true, sameSite: 'lax' },
     },
     routes: { jwks: JWKS_PATH },
-    scopes: ['openid'], // resource server scopes (read, write, admin) come from `resourceServer`
+    scopes: ['openid', 'offline_access'], // resource server scopes (read, write, admin) come from `resourceServer`
     claims: { openid: ['sub'] },
     async findAccount(ctx, sub) {
       return {

@@ -67,6 +67,11 @@ pub const RS_CLIENT_ID: &str = "portcullis-rs";
 pub const RS_POST_CLIENT_ID: &str = "portcullis-rs-post";
 /// The secret of both [`RS_CLIENT_ID`] and [`RS_POST_CLIENT_ID`].
 pub const RS_CLIENT_SECRET: &str = "rs-secret";
+/// The resource server authenticating with `private_key_jwt`, signing with
+/// [`RS_JWT_CLIENT_KEY`] (`kid` `rs-jwt`, ES256).
+pub const RS_JWT_CLIENT_ID: &str = "portcullis-rs-jwt";
+/// The private key of [`RS_JWT_CLIENT_ID`] (PKCS#8 PEM).
+pub const RS_JWT_CLIENT_KEY: &str = include_str!("../keys/introspection-client-es256.pem");
 
 const SETUP_HINT: &str = "the OpenID provider fixture needs Node.js >= 20 and its packages: \
                           run `npm ci --prefix tests/idp`";
@@ -317,6 +322,10 @@ impl Idp {
             .append_pair("code_challenge", &challenge)
             .append_pair("code_challenge_method", "S256")
             .extend_pairs(extra);
+        if scope.split(' ').any(|s| s == "offline_access") {
+            // The provider grants offline_access (a refresh token) only with an explicit consent.
+            auth_url.query_pairs_mut().append_pair("prompt", "consent");
+        }
         if scope.split(' ').any(|s| s == "openid") {
             // A nonce belongs to OpenID Connect requests only; the provider refuses it otherwise.
             auth_url.query_pairs_mut().append_pair("nonce", &nonce);
