@@ -1,5 +1,7 @@
+use std::borrow::Cow;
+
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use serde::de::DeserializeOwned;
+use serde::{Deserialize, de::DeserializeOwned};
 
 use super::Introspection;
 use crate::{
@@ -9,8 +11,9 @@ use crate::{
 
 /// Sends JWT-shaped tokens to local validation and every other token to introspection.
 ///
-/// A token is JWT-shaped when it has three dot-separated parts and its first part decodes
-/// (base64url) to a JSON object: a JOSE header. A JWT that fails local validation is
+/// A token is JWT-shaped when it has the full JWS compact shape: three dot-separated parts,
+/// each of base64url characters only, the first decoding to a JSON object with a
+/// non-empty string `alg` (a JOSE header), the second not empty. A JWT that fails local validation is
 /// rejected; it is not retried through introspection. With
 /// [`introspect_all`](Self::introspect_all), every token is introspected.
 ///
@@ -60,23 +63,41 @@ impl<C> JwtOrIntrospection<C> {
     }
 }
 
-/// Three parts, the first a base64url JSON object.
+/// The JWS compact shape: three base64url parts, the first a JSON object with a non-empty
+/// string `alg`, the second not empty.
 pub(crate) fn is_jwt_shaped(token: &str) -> bool {
+    #[derive(Deserialize)]
+    struct JoseHeader<'a> {
+        #[serde(borrow)]
+        alg: Cow<'a, str>,
+    }
     let mut parts = token.split('.');
-    let (Some(header), Some(_), Some(_), None) =
+    let (Some(header), Some(payload), Some(signature), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return false;
     };
+    let base64url = |part: &str| {
+        part.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
     // A header this long is no header: do not decode it to find out.
-    if header.is_empty() || header.len() > 4096 {
+    if header.is_empty()
+        || header.len() > 4096
+        || payload.is_empty()
+        || ![header, payload, signature].into_iter().all(base64url)
+    {
         return false;
     }
     URL_SAFE_NO_PAD
         .decode(header)
         .ok()
-        .and_then(|json| json.iter().copied().find(|b| !b.is_ascii_whitespace()))
-        == Some(b'{')
+        .and_then(|json| {
+            serde_json::from_slice::<JoseHeader<'_>>(&json)
+                .ok()
+                .map(|h| !h.alg.is_empty())
+        })
+        .unwrap_or(false)
 }
 
 impl<C> Authenticate for JwtOrIntrospection<C>
@@ -102,12 +123,21 @@ mod tests {
     fn jwt_shape_table() {
         let header = URL_SAFE_NO_PAD.encode(r#"{"alg":"RS256"}"#);
         let not_object = URL_SAFE_NO_PAD.encode("[1]");
+        let no_alg = URL_SAFE_NO_PAD.encode(r#"{"typ":"JWT"}"#);
+        let alg_number = URL_SAFE_NO_PAD.encode(r#"{"alg":256}"#);
         let table = [
             (format!("{header}.e30.sig"), true),
             (format!("{header}.e30."), true),
             (format!("{header}.e30"), false),
             (format!("{header}.e30.a.b.c"), false),
             (format!("{not_object}.e30.sig"), false),
+            (format!("{no_alg}.e30.sig"), false),
+            (format!("{alg_number}.e30.sig"), false),
+            (format!("{header}..sig"), false),
+            (format!("{header}.e30+.sig"), false),
+            (format!("{header}.e30.si/g"), false),
+            (format!("{header}=.e30.sig"), false),
+            (format!("{header}.e30.s g"), false),
             ("2YotnFZFEjr1zCsicMWpAA".to_owned(), false),
             ("a.b.c".to_owned(), false),
             ("..".to_owned(), false),
