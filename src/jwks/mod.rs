@@ -93,6 +93,9 @@ struct State {
     last_attempt: Option<Instant>,
     last_failed: bool,
     inflight: Option<Refresh>,
+    /// For readiness: the last successful fetch and the cause of the last failure.
+    last_success: Option<Instant>,
+    last_error: Option<Arc<str>>,
 }
 
 struct Inner {
@@ -138,6 +141,8 @@ impl JwksCache {
             last_attempt: None,
             last_failed: false,
             inflight: None,
+            last_success: None,
+            last_error: None,
         };
         Self {
             inner: Arc::new(Inner {
@@ -203,6 +208,19 @@ impl JwksCache {
         }
         drop(self.refresh());
         true
+    }
+
+    /// What readiness reports for this issuer; cheap, no I/O.
+    pub(crate) fn health(&self, now: Instant) -> crate::readiness::IssuerStatus {
+        let st = read(&self.inner.state);
+        let fetched = self.fetches_keys();
+        crate::readiness::IssuerStatus::new(
+            Arc::clone(&self.inner.issuer),
+            st.keys.is_some() && (!fetched || now < st.usable_until),
+            fetched && st.keys.is_some() && now >= st.fresh_until,
+            st.last_success.map(|at| now.saturating_duration_since(at)),
+            st.last_error.clone(),
+        )
     }
 
     /// Whether the latest fetch failed: an unknown `kid` then says nothing about the token.
@@ -330,6 +348,8 @@ impl Inner {
         st.last_failed = result.is_err();
         match result {
             Ok((set, max_age)) => {
+                st.last_success = Some(now);
+                st.last_error = None;
                 // The configured TTL is an upper bound: a longer `max-age` never keeps a
                 // removed key alive past it; a shorter one (at least a minute) is honoured.
                 let ttl = max_age
@@ -340,12 +360,13 @@ impl Inner {
                 st.fresh_until = now + ttl;
                 st.usable_until = st.fresh_until + self.policy.max_stale;
             }
-            Err(_error) => {
+            Err(error) => {
+                st.last_error = Some(error.to_string().into());
                 #[cfg(feature = "tracing")]
                 tracing::warn!(
                     target: "portcullis::jwks",
                     issuer = %self.issuer,
-                    error = %_error,
+                    error = %error,
                     serving_stale = st.keys.is_some() && now < st.usable_until,
                     "could not refresh the issuer's keys"
                 );

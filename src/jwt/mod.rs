@@ -82,6 +82,13 @@ struct Inner {
     cooldown: Duration,
 }
 
+impl<C> Jwt<C> {
+    /// The key caches, one per issuer (for readiness).
+    pub(crate) fn issuers(&self) -> &[JwksCache] {
+        &self.inner.issuers
+    }
+}
+
 impl<C> Clone for Jwt<C> {
     fn clone(&self) -> Self {
         Self {
