@@ -104,6 +104,7 @@ pub(crate) fn reject<ResB, R: OnRejection<ResB>>(
         required_scope = error.required_scope(),
         "request rejected"
     );
+    crate::metrics::rejected(&error);
     let mut response = rejection.on_rejection(&error);
     response.extensions_mut().insert(error);
     response

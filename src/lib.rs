@@ -105,6 +105,7 @@ mod error;
 mod http_client;
 mod jwks;
 mod layer;
+mod metrics;
 mod principal;
 mod readiness;
 mod redact;

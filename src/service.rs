@@ -59,6 +59,7 @@ impl Config {
         if let Some(policy) = &self.required {
             policy.check(principal.scopes())?;
         }
+        crate::metrics::accepted(principal.issuer());
         let extensions = req.extensions_mut();
         extensions.insert(principal.scopes().clone());
         extensions.insert(principal.user_authentication().clone());
@@ -83,6 +84,7 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
+        let timer = crate::metrics::Timer::start();
         let authentication = match self.config.source.extract(req.headers(), req.uri()) {
             Ok(Some(token)) => self.auth.authenticate(&token),
             // A layer-wide scope requirement applies to anonymous requests too: they have none.
@@ -94,6 +96,7 @@ where
         };
         match authentication {
             Authentication::Ready(result) => {
+                timer.stop();
                 match result.and_then(|principal| self.config.admit(&mut req, principal)) {
                     Ok(()) => ResponseFuture::called(self.inner.call(req)),
                     Err(error) => ResponseFuture::rejected(&mut self.rejection, error),
@@ -107,7 +110,9 @@ where
                 let ready = std::mem::replace(&mut self.inner, clone);
                 let config = Arc::clone(&self.config);
                 let authenticating = Box::pin(async move {
-                    let principal = pending.await?;
+                    let principal = pending.await;
+                    timer.stop();
+                    let principal = principal?;
                     config.admit(&mut req, principal)?;
                     Ok(req)
                 });

@@ -8,7 +8,7 @@ use std::{
 };
 
 use futures_util::FutureExt;
-use moka::{Expiry, future::Cache};
+use moka::{Expiry, future::Cache, notification::RemovalCause};
 use sha2::{Digest as _, Sha256};
 
 use super::decision::Active;
@@ -37,6 +37,13 @@ impl<C> Expiry<Digest, Active<C>> for ActiveTtl {
     }
 }
 
+/// Counts answers evicted for room, not those that expired or were replaced.
+fn evicted(cause: RemovalCause, space: &'static str) {
+    if cause == RemovalCause::Size {
+        crate::metrics::introspection_evicted(space);
+    }
+}
+
 /// The two answer caches.
 pub(super) struct Answers<C> {
     active: Cache<Digest, Active<C>>,
@@ -49,10 +56,12 @@ impl<C: Send + Sync + 'static> Answers<C> {
             active: Cache::builder()
                 .max_capacity(active_capacity)
                 .expire_after(ActiveTtl)
+                .eviction_listener(|_, _, cause| evicted(cause, "active"))
                 .build(),
             refused: Cache::builder()
                 .max_capacity(refused_capacity)
                 .time_to_live(refused_ttl)
+                .eviction_listener(|_, _, cause| evicted(cause, "refused"))
                 .build(),
         }
     }

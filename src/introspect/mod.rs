@@ -133,14 +133,22 @@ where
         else {
             return Err(Failure::Unavailable(RETRY_AFTER));
         };
-        let ticket = inner
-            .breaker
-            .admit(Instant::now())
-            .map_err(Failure::Unavailable)?;
+        let issuer = &*inner.rules.issuer;
+        let ticket = inner.breaker.admit(Instant::now()).map_err(|wait| {
+            crate::metrics::introspection_call(issuer, "circuit_open");
+            Failure::Unavailable(wait)
+        })?;
         match inner.client.introspect(token).await {
             Ok(body) => {
                 ticket.succeeded();
-                decision::decide(&body, &inner.rules, unix_now()).map_err(Failure::Refused)
+                let decided = decision::decide(&body, &inner.rules, unix_now());
+                let result = if decided.is_ok() {
+                    "active"
+                } else {
+                    "inactive"
+                };
+                crate::metrics::introspection_call(issuer, result);
+                decided.map_err(Failure::Refused)
             }
             Err(_error) => {
                 // Only the request that makes the call logs its failure; the requests that
@@ -152,6 +160,7 @@ where
                     error = %_error,
                     "token introspection failed"
                 );
+                crate::metrics::introspection_call(issuer, "error");
                 let backoff = ticket.failed(Instant::now());
                 Err(Failure::Unavailable(backoff.unwrap_or(RETRY_AFTER)))
             }
@@ -167,19 +176,31 @@ where
 
     fn authenticate(&self, token: &str) -> Authentication<C> {
         let key = digest(token);
-        if let Some(outcome) = self.inner.answers.get(&key) {
+        let issuer = &*self.inner.rules.issuer;
+        let cached = self.inner.answers.get(&key);
+        crate::metrics::introspection_cache(issuer, cached.is_some());
+        if let Some(outcome) = cached {
             // A cached answer gets no leeway: it never serves past the token's `exp`.
             return Authentication::Ready(still_valid(outcome, Duration::ZERO));
         }
         if let Some(wait) = self.inner.breaker.closed_for(Instant::now()) {
+            crate::metrics::introspection_call(issuer, "circuit_open");
             return Authentication::Ready(Err(unavailable(wait)));
         }
         let this = self.clone();
         let token = token.to_owned();
         Authentication::Pending(Box::pin(async move {
             let leeway = Duration::from_secs_f64(this.inner.rules.time.leeway);
-            let call = this.call(&token);
-            match this.inner.answers.get_with(key, call).await {
+            let mut called = false;
+            let call = async {
+                called = true;
+                this.call(&token).await
+            };
+            let outcome = this.inner.answers.get_with(key, call).await;
+            if !called {
+                crate::metrics::introspection_coalesced(&this.inner.rules.issuer);
+            }
+            match outcome {
                 Ok(active) => still_valid(Ok(active.principal), leeway),
                 Err(failure) => match &*failure {
                     Failure::Refused(error) => Err(error.clone()),

@@ -359,9 +359,16 @@ impl Inner {
                 // Durations are bounded at build time (30 days), so these cannot overflow.
                 st.fresh_until = now + ttl;
                 st.usable_until = st.fresh_until + self.policy.max_stale;
+                crate::metrics::jwks_fetched(
+                    &self.issuer,
+                    st.keys.as_ref().map(|k| k.keys.len()),
+                    false,
+                );
             }
             Err(error) => {
                 st.last_error = Some(error.to_string().into());
+                let stale = st.keys.is_some() && now >= st.fresh_until && now < st.usable_until;
+                crate::metrics::jwks_fetched(&self.issuer, None, stale);
                 #[cfg(feature = "tracing")]
                 tracing::warn!(
                     target: "portcullis::jwks",
