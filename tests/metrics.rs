@@ -50,8 +50,12 @@ async fn status(app: &Router, token: Option<&str>) -> StatusCode {
         .status()
 }
 
+/// Recorded metrics by name and sorted labels.
+type Values = HashMap<MetricKey, DebugValue>;
+type MetricKey = (String, Vec<(String, String)>);
+
 /// Every recorded metric by name and sorted labels.
-fn values(snapshotter: &Snapshotter) -> HashMap<(String, Vec<(String, String)>), DebugValue> {
+fn values(snapshotter: &Snapshotter) -> Values {
     snapshotter
         .snapshot()
         .into_vec()
@@ -68,7 +72,7 @@ fn values(snapshotter: &Snapshotter) -> HashMap<(String, Vec<(String, String)>),
         .collect()
 }
 
-fn key(name: &str, labels: &[(&str, &str)]) -> (String, Vec<(String, String)>) {
+fn key(name: &str, labels: &[(&str, &str)]) -> MetricKey {
     let mut labels: Vec<_> = labels
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -77,22 +81,14 @@ fn key(name: &str, labels: &[(&str, &str)]) -> (String, Vec<(String, String)>) {
     (name.to_owned(), labels)
 }
 
-fn counter(
-    values: &HashMap<(String, Vec<(String, String)>), DebugValue>,
-    name: &str,
-    labels: &[(&str, &str)],
-) -> u64 {
+fn counter(values: &Values, name: &str, labels: &[(&str, &str)]) -> u64 {
     match values.get(&key(name, labels)) {
         Some(DebugValue::Counter(n)) => *n,
         other => panic!("{name} {labels:?}: {other:?} in {values:#?}"),
     }
 }
 
-fn gauge(
-    values: &HashMap<(String, Vec<(String, String)>), DebugValue>,
-    name: &str,
-    labels: &[(&str, &str)],
-) -> f64 {
+fn gauge(values: &Values, name: &str, labels: &[(&str, &str)]) -> f64 {
     match values.get(&key(name, labels)) {
         Some(DebugValue::Gauge(v)) => v.into_inner(),
         other => panic!("{name} {labels:?}: {other:?} in {values:#?}"),
@@ -274,7 +270,7 @@ async fn requests_keys_and_introspection_are_measured() {
         9
     );
     // Bounded labels: no token or subject ever appears.
-    for ((_, labels), _) in &v {
+    for (_, labels) in v.keys() {
         for (_, value) in labels {
             assert!(
                 !["good", "bad", TOKEN, "alice"].contains(&value.as_str()),
