@@ -8,6 +8,7 @@
 //! | route | needs |
 //! |---|---|
 //! | `GET /health` | nothing (outside the auth layer) |
+//! | `GET /ready` | nothing; `200` when every issuer has keys, else `503` with a JSON reason |
 //! | `GET /me` | any valid token; answers its subject, scopes and claims |
 //! | `GET /items` | scope `read` |
 //! | `POST /items` | scope `write`; body `{"name": "…"}`, answers `201` |
@@ -38,6 +39,10 @@
 //! URI. `--require-acr VALUE` (repeatable) and `--max-auth-age SECONDS` add an RFC 9470
 //! step-up policy to `/admin`: a token whose `acr` is not one of the values, or whose
 //! `auth_time` is older, gets `401 insufficient_user_authentication`.
+//!
+//! Behind a company proxy or a private CA, add `--proxy URL` and `--ca-file PATH` (a PEM
+//! bundle trusted for every call to the issuer). `--metrics-addr HOST:PORT` serves
+//! portcullis' metrics in Prometheus text format at `/metrics` on that address.
 //!
 //! Run with `--help` for every option. Logs go through `tracing-subscriber`; set `RUST_LOG`
 //! to change the default `info,portcullis=debug` (rejections are logged by portcullis at
@@ -93,7 +98,26 @@ async fn main() -> ExitCode {
     // Trust the configured issuers (keys found through discovery) for the configured
     // audiences (the canonical `--resource` URI among them). Building checks the
     // configuration and does no I/O.
+    let ca = match config.ca_file.as_deref().map(std::fs::read).transpose() {
+        Ok(ca) => ca,
+        Err(error) => {
+            eprintln!("protected_api: cannot read {}: {error}", CA_FILE.flag);
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(addr) = &config.metrics_addr
+        && let Err(error) = serve_metrics(addr).await
+    {
+        eprintln!("protected_api: {}: {error}", METRICS_ADDR.flag);
+        return ExitCode::from(2);
+    }
     let mut builder = Jwt::builder();
+    if let Some(ca) = &ca {
+        builder = builder.add_root_certificate_pem(ca.clone());
+    }
+    if let Some(proxy) = &config.proxy {
+        builder = builder.proxy(proxy);
+    }
     for issuer in &config.issuers {
         builder = builder.issuer(issuer);
     }
@@ -113,7 +137,14 @@ async fn main() -> ExitCode {
     let served = match &config.introspection {
         None => serve(&config, jwt.clone(), jwt).await,
         Some(intro) => {
-            let introspection = Introspection::builder()
+            let mut introspection = Introspection::builder();
+            if let Some(ca) = &ca {
+                introspection = introspection.add_root_certificate_pem(ca.clone());
+            }
+            if let Some(proxy) = &config.proxy {
+                introspection = introspection.proxy(proxy);
+            }
+            let introspection = introspection
                 .issuer(&config.issuers[0])
                 .endpoint(&intro.url)
                 .client_credentials(&intro.client_id, &intro.client_secret)
@@ -187,7 +218,10 @@ where
         // `route_layer`, not `layer`: an unknown path stays `404` instead of becoming `401`.
         .route_layer(BearerAuthLayer::new(auth).on_rejection(rejection.clone()));
 
-    let mut app = Router::new().route("/health", get(|| async { "ok" }));
+    let readiness = jwt.clone();
+    let mut app = Router::new()
+        .route("/health", get(|| async { "ok" }))
+        .route("/ready", get(move || ready(readiness.clone())));
     if let Some(resource) = &resource {
         app = app.route_service(resource.well_known_path(), resource.service());
     }
@@ -198,9 +232,10 @@ where
 
     let listener = tokio::net::TcpListener::bind(&config.addr).await?;
 
-    // Warm-up: fetch the issuers' keys before the first request. A failure is not fatal:
-    // portcullis logs it, answers `503` while the keys are missing and retries on its own.
-    if let Err(error) = jwt.refresh().await {
+    // Warm-up: fetch the issuers' keys before the first request, retrying for a few
+    // seconds. A failure is not fatal: `/ready` says so, requests get `503` while the keys
+    // are missing, and portcullis retries on its own.
+    if let Err(error) = jwt.warm_up(Duration::from_secs(10)).await {
         tracing::warn!(%error, "starting without the issuers' keys");
     }
 
@@ -208,6 +243,40 @@ where
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await
+}
+
+/// `200` when every issuer has keys; otherwise `503` and, per issuer without keys, why.
+async fn ready(jwt: Jwt) -> (StatusCode, Json<Value>) {
+    let missing: Vec<Value> = jwt
+        .status()
+        .iter()
+        .filter(|status| !status.has_keys())
+        .map(|status| json!({ "issuer": status.issuer(), "error": status.last_error() }))
+        .collect();
+    if missing.is_empty() {
+        (StatusCode::OK, Json(json!({ "ready": true })))
+    } else {
+        let body =
+            json!({ "ready": false, "reason": "no keys for some issuers", "issuers": missing });
+        (StatusCode::SERVICE_UNAVAILABLE, Json(body))
+    }
+}
+
+/// Installs a Prometheus recorder and serves its text at `http://{addr}/metrics`.
+async fn serve_metrics(addr: &str) -> Result<(), String> {
+    let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(|error| error.to_string())?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|error| error.to_string())?;
+    let app = Router::new().route("/metrics", get(move || std::future::ready(handle.render())));
+    println!(
+        "metrics on http://{}/metrics",
+        listener.local_addr().map_err(|e| e.to_string())?
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(())
 }
 
 // ── Handlers ─────────────────────────────────────────────────────────────────────────────
@@ -422,7 +491,31 @@ const MAX_AUTH_AGE: Opt = Opt {
     many: false,
     default: None,
 };
-const OPTIONS: [&Opt; 10] = [
+const CA_FILE: Opt = Opt {
+    flag: "--ca-file",
+    env: "PORTCULLIS_CA_FILE",
+    value: "PATH",
+    help: "PEM bundle of extra trusted roots for every call to the issuer",
+    many: false,
+    default: None,
+};
+const PROXY: Opt = Opt {
+    flag: "--proxy",
+    env: "PORTCULLIS_PROXY",
+    value: "URL",
+    help: "proxy for every call to the issuer (http:// or https://)",
+    many: false,
+    default: None,
+};
+const METRICS_ADDR: Opt = Opt {
+    flag: "--metrics-addr",
+    env: "PORTCULLIS_METRICS_ADDR",
+    value: "HOST:PORT",
+    help: "serve Prometheus metrics at http://HOST:PORT/metrics",
+    many: false,
+    default: None,
+};
+const OPTIONS: [&Opt; 13] = [
     &ISSUER,
     &AUDIENCE,
     &ADDR,
@@ -433,6 +526,9 @@ const OPTIONS: [&Opt; 10] = [
     &RESOURCE,
     &REQUIRE_ACR,
     &MAX_AUTH_AGE,
+    &CA_FILE,
+    &PROXY,
+    &METRICS_ADDR,
 ];
 
 /// Where and as whom opaque tokens are introspected.
@@ -464,6 +560,9 @@ struct Config {
     resource: Option<String>,
     require_acr: Vec<String>,
     max_auth_age: Option<Duration>,
+    ca_file: Option<String>,
+    proxy: Option<String>,
+    metrics_addr: Option<String>,
 }
 
 impl Config {
@@ -531,6 +630,9 @@ impl Config {
             require_acr: values.0.get(REQUIRE_ACR.flag).cloned().unwrap_or_default(),
             max_auth_age,
             resource,
+            ca_file: values.optional(&CA_FILE)?,
+            proxy: values.optional(&PROXY)?,
+            metrics_addr: values.optional(&METRICS_ADDR)?,
         }))
     }
 
@@ -642,7 +744,7 @@ fn missing(opt: &Opt) -> String {
 fn usage() -> String {
     let mut text = String::from(
         "protected_api: an HTTP API behind portcullis (OAuth 2.0 bearer tokens)\n\n\
-         Usage: protected_api --issuer URL (--audience AUD | --resource URL) [--addr HOST:PORT]\n         \x20      [--introspection-url URL --client-id ID --client-secret SECRET\n         \x20       [--introspection-missing-aud refuse|accept]]\n         \x20      [--require-acr VALUE] [--max-auth-age SECONDS]\n\nOptions:\n",
+         Usage: protected_api --issuer URL (--audience AUD | --resource URL) [--addr HOST:PORT]\n         \x20      [--introspection-url URL --client-id ID --client-secret SECRET\n         \x20       [--introspection-missing-aud refuse|accept]]\n         \x20      [--require-acr VALUE] [--max-auth-age SECONDS]\n         \x20      [--ca-file PATH] [--proxy URL] [--metrics-addr HOST:PORT]\n\nOptions:\n",
     );
     for opt in OPTIONS {
         let left = format!("{} {}", opt.flag, opt.value);
@@ -663,6 +765,7 @@ fn usage() -> String {
         "  -h, --help                print this help\n\n\
          Routes:\n\
          \x20 GET  /health         no token\n\
+         \x20 GET  /ready          no token; 503 until every issuer has keys\n\
          \x20 GET  /me             any valid token\n\
          \x20 GET  /items          scope `read`\n\
          \x20 POST /items          scope `write`, body {\"name\": \"...\"}\n\

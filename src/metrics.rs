@@ -7,7 +7,7 @@
 //!
 //! | name | kind | labels |
 //! |---|---|---|
-//! | `portcullis_requests_total` | counter | `outcome` (`ok`, `missing_token`, `invalid_request`, `invalid_token`, `insufficient_scope`, `unavailable`), `issuer` (on `ok` only) |
+//! | `portcullis_requests_total` | counter | `outcome` (`ok`, `missing_token`, `invalid_request`, `invalid_token`, `insufficient_scope`, `insufficient_user_authentication`, `unavailable`), `issuer` (on `ok` only) |
 //! | `portcullis_authentication_duration_seconds` | histogram | — |
 //! | `portcullis_jwks_fetches_total` | counter | `issuer`, `result` (`ok`, `error`) |
 //! | `portcullis_jwks_keys` | gauge | `issuer` |
@@ -66,6 +66,7 @@ fn outcome(kind: ErrorKind) -> &'static str {
         ErrorKind::InvalidRequest => "invalid_request",
         ErrorKind::InvalidToken => "invalid_token",
         ErrorKind::InsufficientScope => "insufficient_scope",
+        ErrorKind::InsufficientUserAuthentication => "insufficient_user_authentication",
         ErrorKind::Unavailable => "unavailable",
     }
 }
