@@ -57,6 +57,7 @@
 //! | `axum` | yes | extractors for [`Principal`] and [`Scopes`] |
 //! | `introspection` | yes | RFC 7662 introspection for opaque tokens |
 //! | `tracing` | yes | rejections at DEBUG (`portcullis::rejection`), issuer failures at WARN |
+//! | `metrics` | yes | counters, gauges and a histogram through the `metrics` facade (names in the README) |
 //! | `aws-lc-rs` | yes | signature checks through aws-lc-rs |
 //! | `rust-crypto` | no | signature checks through RustCrypto (aws-lc-rs wins when both are on) |
 //! | `tonic` | no | gRPC rejections and per-method scopes |
@@ -75,15 +76,17 @@
 //!   `jwk` and `x5c` are ignored. `crit`, `b64`, JWE headers, token types
 //!   other than access tokens (`typ`) and sender-constrained tokens (`cnf`) are rejected.
 //! - Introspection requires an audience too and refuses answers without `aud` (unless
-//!   `dangerous_accept_any_audience` / `dangerous_accept_missing_audience`), accepts only
-//!   `active: true` and refuses refresh tokens.
+//!   `dangerous_accept_any_audience` / `dangerous_accept_missing_audience`, which apply only
+//!   to answers typed as access tokens), accepts only `active: true` and refuses refresh
+//!   tokens by every common marker (see [`IntrospectionBuilder::dangerous_accept_missing_audience`]).
+//!   After repeated endpoint failures it stops calling for a back-off and answers `503`.
 //! - A resource with a canonical URI (RFC 9728, RFC 8707, MCP) accepts only tokens for it
 //!   when that URI is its only audience: see [`metadata`].
 //! - With several issuers, the token's `iss` picks the issuer before any key is looked
 //!   at, and only that issuer's keys can verify it.
-//! - Outbound calls refuse redirects and non-`200` answers, time out (5 s) and cap bodies
-//!   (1 MiB for discovery and key sets, 64 KiB for introspection answers); issuer URLs must
-//!   be `https` except on loopback.
+//! - Outbound calls (also through an application's own `http_client`) refuse redirects and
+//!   non-`200` answers, time out (5 s) and cap bodies (1 MiB for discovery and key sets,
+//!   64 KiB for introspection answers); issuer URLs must be `https` except on loopback.
 //! - Tokens and secrets never appear in logs, `Debug` output or error bodies. Claim values
 //!   never appear in portcullis' logs or error bodies, nor in a [`Principal`]'s `Debug`
 //!   output; the claims type itself is the application's to print or not.
