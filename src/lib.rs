@@ -115,6 +115,7 @@ mod redact;
 mod rejection;
 mod service;
 mod token;
+mod trace;
 
 #[cfg(test)]
 mod proptests;

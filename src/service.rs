@@ -14,6 +14,7 @@ use crate::{
     rejection::{HttpRejection, OnRejection},
     scope::ScopePolicy,
     token::TokenSource,
+    trace::AuthSpan,
 };
 
 /// Settings shared by every clone of the service.
@@ -55,11 +56,13 @@ impl Config {
         &self,
         req: &mut Request<ReqB>,
         principal: Principal<C>,
+        span: &AuthSpan,
     ) -> Result<(), AuthError> {
         if let Some(policy) = &self.required {
             policy.check(principal.scopes())?;
         }
         crate::metrics::accepted(principal.issuer());
+        span.record(Ok(principal.issuer()));
         let extensions = req.extensions_mut();
         extensions.insert(principal.scopes().clone());
         extensions.insert(principal.user_authentication().clone());
@@ -85,8 +88,9 @@ where
 
     fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
         let timer = crate::metrics::Timer::start();
+        let span = AuthSpan::new();
         let authentication = match self.config.source.extract(req.headers(), req.uri()) {
-            Ok(Some(token)) => self.auth.authenticate(&token),
+            Ok(Some(token)) => span.in_scope(|| self.auth.authenticate(&token)),
             // A layer-wide scope requirement applies to anonymous requests too: they have none.
             Ok(None) if self.config.optional && self.config.required.is_none() => {
                 return ResponseFuture::called(self.inner.call(req));
@@ -97,9 +101,12 @@ where
         match authentication {
             Authentication::Ready(result) => {
                 timer.stop();
-                match result.and_then(|principal| self.config.admit(&mut req, principal)) {
+                match result.and_then(|principal| self.config.admit(&mut req, principal, &span)) {
                     Ok(()) => ResponseFuture::called(self.inner.call(req)),
-                    Err(error) => ResponseFuture::rejected(&mut self.rejection, error),
+                    Err(error) => {
+                        span.record(Err(&error));
+                        ResponseFuture::rejected(&mut self.rejection, error)
+                    }
                 }
             }
             Authentication::Pending(pending) => {
@@ -109,12 +116,16 @@ where
                 let clone = self.inner.clone();
                 let ready = std::mem::replace(&mut self.inner, clone);
                 let config = Arc::clone(&self.config);
+                let pending = span.instrument(pending);
                 let authenticating = Box::pin(async move {
                     let principal = pending.await;
                     timer.stop();
-                    let principal = principal?;
-                    config.admit(&mut req, principal)?;
-                    Ok(req)
+                    let admitted =
+                        principal.and_then(|principal| config.admit(&mut req, principal, &span));
+                    if let Err(error) = &admitted {
+                        span.record(Err(error));
+                    }
+                    admitted.map(|()| req)
                 });
                 ResponseFuture::authenticating(authenticating, ready, self.rejection.clone())
             }

@@ -138,7 +138,8 @@ where
             crate::metrics::introspection_call(issuer, "circuit_open");
             Failure::Unavailable(wait)
         })?;
-        match inner.client.introspect(token).await {
+        let call = inner.client.introspect(token);
+        match crate::trace::outbound("introspection", issuer, call).await {
             Ok(body) => {
                 ticket.succeeded();
                 let decided = decision::decide(&body, &inner.rules, unix_now());

@@ -258,10 +258,11 @@ impl JwksCache {
         }
         st.last_attempt = Some(Instant::now());
         let inner = Arc::clone(&self.inner);
-        let task = async move {
+        let issuer = Arc::clone(&inner.issuer);
+        let task = crate::trace::outbound("jwks_fetch", &issuer, async move {
             let result = inner.fetch().await;
             inner.install(result);
-        };
+        });
         let join = handle.spawn(task);
         let inner = Arc::clone(&self.inner);
         let shared = async move {
