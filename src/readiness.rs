@@ -27,7 +27,7 @@ use std::{
 
 use serde::de::DeserializeOwned;
 
-use crate::jwt::Jwt;
+use crate::{jwks::Health, jwt::Jwt};
 
 /// The state of one issuer's keys, as [`Jwt::status`] reports it.
 #[derive(Clone, Debug)]
@@ -39,23 +39,19 @@ pub struct IssuerStatus {
     last_error: Option<Arc<str>>,
 }
 
-impl IssuerStatus {
-    pub(crate) fn new(
-        issuer: Arc<str>,
-        has_keys: bool,
-        serving_stale: bool,
-        since_last_fetch: Option<Duration>,
-        last_error: Option<Arc<str>>,
-    ) -> Self {
+impl From<Health> for IssuerStatus {
+    fn from(health: Health) -> Self {
         Self {
-            issuer,
-            has_keys,
-            serving_stale,
-            since_last_fetch,
-            last_error,
+            issuer: health.issuer,
+            has_keys: health.has_keys,
+            serving_stale: health.serving_stale,
+            since_last_fetch: health.since_last_fetch,
+            last_error: health.last_error,
         }
     }
+}
 
+impl IssuerStatus {
     /// The issuer, as configured.
     pub fn issuer(&self) -> &str {
         &self.issuer
@@ -124,7 +120,10 @@ impl<C> Jwt<C> {
     /// endpoint polled often.
     pub fn status(&self) -> Vec<IssuerStatus> {
         let now = Instant::now();
-        self.issuers().iter().map(|c| c.health(now)).collect()
+        self.issuers()
+            .iter()
+            .map(|c| c.health(now).into())
+            .collect()
     }
 
     /// Whether every issuer has keys to verify tokens with.
@@ -161,7 +160,7 @@ where
                 let issuers = self
                     .issuers()
                     .iter()
-                    .map(|c| c.health(now))
+                    .map(|c| IssuerStatus::from(c.health(now)))
                     .filter(|s| !s.has_keys)
                     .collect();
                 return Err(NotReady { issuers });

@@ -159,7 +159,7 @@ async fn a_discovered_endpoint_on_another_host_needs_an_opt_in() {
     assert_eq!(server.calls(), 0, "the token was not sent there");
 
     let opted_in = app(configure()
-        .allow_endpoint_on_other_host(true)
+        .allow_introspection_host("localhost")
         .build()
         .expect("valid configuration"));
     assert_accepted(&send(&opted_in, "/me", "t").await, "opted in");

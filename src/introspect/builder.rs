@@ -82,7 +82,7 @@ pub struct IntrospectionBuilder<C = RegisteredClaims> {
     leeway: Duration,
     scope_claim: ScopeClaim,
     http: HttpOptions,
-    allow_other_host: bool,
+    endpoint_hosts: Vec<String>,
     any_audience: bool,
     accept_missing_aud: bool,
     _claims: PhantomData<fn() -> C>,
@@ -106,7 +106,7 @@ impl Default for IntrospectionBuilder {
             leeway: DEFAULT_LEEWAY,
             scope_claim: ScopeClaim::Default,
             http: HttpOptions::new(DEFAULT_MAX_INTROSPECTION_BYTES),
-            allow_other_host: false,
+            endpoint_hosts: Vec::new(),
             any_audience: false,
             accept_missing_aud: false,
             _claims: PhantomData,
@@ -136,18 +136,19 @@ impl<C> IntrospectionBuilder<C> {
 
     /// The introspection endpoint. Default: discovered from the issuer on first use, and
     /// then only accepted on the issuer's own host (see
-    /// [`allow_endpoint_on_other_host`](Self::allow_endpoint_on_other_host)).
+    /// [`allow_introspection_host`](Self::allow_introspection_host)).
     pub fn endpoint(mut self, url: impl Into<String>) -> Self {
         self.endpoint = Some(url.into());
         self
     }
 
-    /// Accepts a discovered `introspection_endpoint` on another host than the issuer's.
-    /// Tokens and the client's credentials are sent there. Default: `false`: such an
-    /// endpoint makes every call fail (`503`). A configured [`endpoint`](Self::endpoint)
-    /// is always used as given.
-    pub fn allow_endpoint_on_other_host(mut self, allow: bool) -> Self {
-        self.allow_other_host = allow;
+    /// Also accepts a discovered `introspection_endpoint` on `host` (a bare host name, as
+    /// with `JwtBuilder::allow_jwks_host`). Tokens and the client's credentials are sent
+    /// there. Repeatable. Default: only the issuer's own host; an endpoint elsewhere makes
+    /// every call fail (`503`). A configured [`endpoint`](Self::endpoint) is always used as
+    /// given.
+    pub fn allow_introspection_host(mut self, host: impl Into<String>) -> Self {
+        self.endpoint_hosts.push(host.into());
         self
     }
 
@@ -340,7 +341,7 @@ impl<C> IntrospectionBuilder<C> {
             leeway: self.leeway,
             scope_claim: self.scope_claim,
             http: self.http,
-            allow_other_host: self.allow_other_host,
+            endpoint_hosts: self.endpoint_hosts,
             any_audience: self.any_audience,
             accept_missing_aud: self.accept_missing_aud,
             _claims: PhantomData,
@@ -378,6 +379,19 @@ impl<C> IntrospectionBuilder<C> {
         {
             return Err(ConfigError::new(
                 "concurrent calls and the failure threshold must be positive, the failure back-off between 1 second and 10 minutes",
+            ));
+        }
+        let other_hosts: Box<[Box<str>]> = self
+            .endpoint_hosts
+            .iter()
+            .map(|h| h.to_ascii_lowercase().into_boxed_str())
+            .collect();
+        if other_hosts
+            .iter()
+            .any(|h| h.is_empty() || h.contains(['/', ':', '@']))
+        {
+            return Err(ConfigError::new(
+                "an allowed introspection host must be a bare host name, without scheme, port or path",
             ));
         }
         let credentials = match credentials {
@@ -424,7 +438,7 @@ impl<C> IntrospectionBuilder<C> {
                     issuer_url,
                     endpoint: Mutex::new(endpoint),
                     allow_http: self.http.allow_http,
-                    allow_other_host: self.allow_other_host,
+                    other_hosts,
                     client_id: client_id.into_boxed_str(),
                     credentials,
                 },

@@ -112,7 +112,8 @@ pub(super) struct Client {
     pub(super) issuer_url: Option<Url>,
     pub(super) endpoint: Mutex<Option<Url>>,
     pub(super) allow_http: bool,
-    pub(super) allow_other_host: bool,
+    /// Hosts besides the issuer's a discovered endpoint may be on.
+    pub(super) other_hosts: Box<[Box<str>]>,
     pub(super) client_id: Box<str>,
     pub(super) credentials: Credentials,
 }
@@ -134,9 +135,15 @@ impl Client {
             FetchError::Invalid("discovery document has an unusable introspection_endpoint")
         })?;
         // Tokens and the client's credentials would go there: another host needs an opt-in.
-        if !self.allow_other_host && url.host() != issuer_url.host() {
+        let host = url.host_str().unwrap_or_default();
+        if url.host_str() != issuer_url.host_str()
+            && !self
+                .other_hosts
+                .iter()
+                .any(|h| h.eq_ignore_ascii_case(host))
+        {
             return Err(FetchError::Invalid(
-                "the discovered introspection_endpoint is on another host than the issuer",
+                "the discovered introspection_endpoint is on another host than the issuer (see allow_introspection_host)",
             ));
         }
         *lock(&self.endpoint) = Some(url.clone());

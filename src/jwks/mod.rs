@@ -108,6 +108,15 @@ struct Inner {
     state: RwLock<State>,
 }
 
+/// The state of one issuer's keys, for readiness.
+pub(crate) struct Health {
+    pub(crate) issuer: Arc<str>,
+    pub(crate) has_keys: bool,
+    pub(crate) serving_stale: bool,
+    pub(crate) since_last_fetch: Option<Duration>,
+    pub(crate) last_error: Option<Arc<str>>,
+}
+
 /// What the hot path may do with the keys right now.
 pub(crate) enum Keys {
     /// Use these keys; `refetch` says whether an unknown `kid` may wait for a refresh.
@@ -211,16 +220,16 @@ impl JwksCache {
     }
 
     /// What readiness reports for this issuer; cheap, no I/O.
-    pub(crate) fn health(&self, now: Instant) -> crate::readiness::IssuerStatus {
+    pub(crate) fn health(&self, now: Instant) -> Health {
         let st = read(&self.inner.state);
         let fetched = self.fetches_keys();
-        crate::readiness::IssuerStatus::new(
-            Arc::clone(&self.inner.issuer),
-            st.keys.is_some() && (!fetched || now < st.usable_until),
-            fetched && st.keys.is_some() && now >= st.fresh_until,
-            st.last_success.map(|at| now.saturating_duration_since(at)),
-            st.last_error.clone(),
-        )
+        Health {
+            issuer: Arc::clone(&self.inner.issuer),
+            has_keys: st.keys.is_some() && (!fetched || now < st.usable_until),
+            serving_stale: fetched && st.keys.is_some() && now >= st.fresh_until,
+            since_last_fetch: st.last_success.map(|at| now.saturating_duration_since(at)),
+            last_error: st.last_error.clone(),
+        }
     }
 
     /// Whether the latest fetch failed: an unknown `kid` then says nothing about the token.
