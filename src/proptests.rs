@@ -2304,7 +2304,9 @@ mod introspection {
         let leeway = 30.0;
         let ok = view.active == Some(true)
             && view.token_type.as_deref().is_none_or(|t| {
-                t.eq_ignore_ascii_case("bearer") || t.eq_ignore_ascii_case("access_token")
+                t.eq_ignore_ascii_case("bearer")
+                    || t.eq_ignore_ascii_case("access_token")
+                    || t.eq_ignore_ascii_case("urn:ietf:params:oauth:token-type:access_token")
             })
             && !view.cnf
             && view.iss.as_deref().is_none_or(|i| i == ISSUER)
