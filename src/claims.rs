@@ -144,8 +144,8 @@ pub(crate) struct ClaimsView<'de> {
     pub(crate) active: Option<bool>,
     /// RFC 7662 `token_type`.
     pub(crate) token_type: Option<Cow<'de, str>>,
-    /// Whether a `cnf` (RFC 7800 confirmation) claim is present: a sender-constrained token.
-    pub(crate) cnf: bool,
+    /// The `cnf` (RFC 7800 confirmation) claim of a sender-constrained token.
+    pub(crate) cnf: Option<crate::confirmation::Confirmation>,
     /// Whether a claim marks an ID token or a refresh token rather than an access token:
     /// see [`ClaimsView::not_an_access_token`].
     pub(crate) nonce: bool,
@@ -217,7 +217,6 @@ impl<'de> Visitor<'de> for ClaimsSeed<'_> {
         let mut iss: Option<Str<'de>> = None;
         let mut sub: Option<Str<'de>> = None;
         let mut token_type: Option<Str<'de>> = None;
-        let mut cnf: Option<IgnoredAny> = None;
         let mut typ: Option<Str<'de>> = None;
         let mut acr: Option<Str<'de>> = None;
         let (mut exp, mut nbf, mut iat, mut auth_time) = (None, None, None, None);
@@ -231,7 +230,7 @@ impl<'de> Visitor<'de> for ClaimsSeed<'_> {
                 "iat" => set::<NumericDate, _>(&mut iat, &mut map, "iat")?,
                 "active" => set(&mut v.active, &mut map, "active")?,
                 "token_type" => set(&mut token_type, &mut map, "token_type")?,
-                "cnf" => set(&mut cnf, &mut map, "cnf")?,
+                "cnf" => set(&mut v.cnf, &mut map, "cnf")?,
                 "typ" => set(&mut typ, &mut map, "typ")?,
                 "nonce" => {
                     v.nonce = true;
@@ -255,7 +254,6 @@ impl<'de> Visitor<'de> for ClaimsSeed<'_> {
         v.iss = iss.map(|s| s.0);
         v.sub = sub.map(|s| s.0);
         v.token_type = token_type.map(|s| s.0);
-        v.cnf = cnf.is_some();
         v.typ = typ.map(|s| s.0);
         v.exp = exp.map(|d| d.0);
         v.nbf = nbf.map(|d| d.0);

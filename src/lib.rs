@@ -99,12 +99,14 @@ mod alg;
 mod authenticate;
 mod claims;
 mod clock;
+mod confirmation;
 mod crypto;
 mod discovery;
 mod error;
 mod http_client;
 mod jwks;
 mod layer;
+mod mtls;
 mod principal;
 mod redact;
 mod rejection;
@@ -114,6 +116,7 @@ mod token;
 #[cfg(test)]
 mod proptests;
 
+pub mod dpop;
 pub mod future;
 pub mod jwt;
 pub mod metadata;
@@ -129,6 +132,7 @@ pub mod introspect;
 
 pub use alg::Algorithm;
 pub use authenticate::{Authenticate, Authentication, PendingAuthentication};
+pub use confirmation::Confirmation;
 pub use error::{AuthError, ConfigError, ErrorKind};
 pub use http_client::{DEFAULT_HTTP_TIMEOUT, DEFAULT_MAX_RESPONSE_BYTES};
 #[cfg(feature = "introspection")]
@@ -136,6 +140,7 @@ pub use introspect::{ClientAuth, Introspection, IntrospectionBuilder, JwtOrIntro
 pub use jwks::{DEFAULT_JWKS_TTL, DEFAULT_MAX_STALE, DEFAULT_REFRESH_COOLDOWN};
 pub use jwt::{Jwt, JwtBuilder};
 pub use layer::BearerAuthLayer;
+pub use mtls::ClientCertificate;
 pub use principal::{Principal, RegisteredClaims, Scopes, UserAuthentication};
 pub use rejection::{DEFAULT_REALM, HttpRejection, OnRejection};
 pub use scope::{RequireScope, RequireScopeLayer, ScopePolicy};

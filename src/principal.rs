@@ -5,6 +5,8 @@ use std::{fmt, sync::Arc, time::SystemTime};
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::confirmation::Confirmation;
+
 /// The caller behind a validated token, put into the request's extensions by the layer.
 ///
 /// Cloning is cheap (one reference count). `C` is the typed claims; the default,
@@ -20,9 +22,11 @@ struct Inner<C> {
     expires_at: Option<SystemTime>,
     user: UserAuthentication,
     claims: C,
+    confirmation: Option<Confirmation>,
 }
 
 impl<C> Principal<C> {
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn new(
         issuer: Arc<str>,
         subject: Option<Box<str>>,
@@ -30,6 +34,19 @@ impl<C> Principal<C> {
         expires_at: Option<SystemTime>,
         user: UserAuthentication,
         claims: C,
+    ) -> Self {
+        Self::new_confirmed(issuer, subject, scopes, expires_at, user, claims, None)
+    }
+
+    /// A principal whose token is bound by `confirmation` (its `cnf` claim).
+    pub(crate) fn new_confirmed(
+        issuer: Arc<str>,
+        subject: Option<Box<str>>,
+        scopes: Scopes,
+        expires_at: Option<SystemTime>,
+        user: UserAuthentication,
+        claims: C,
+        confirmation: Option<Confirmation>,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -39,6 +56,7 @@ impl<C> Principal<C> {
                 expires_at,
                 user,
                 claims,
+                confirmation,
             }),
         }
     }
@@ -46,6 +64,13 @@ impl<C> Principal<C> {
     /// How and when the user authenticated (`acr`, `auth_time`), as the token says.
     pub fn user_authentication(&self) -> &UserAuthentication {
         &self.inner.user
+    }
+
+    /// What the token is bound to (its `cnf` claim): a DPoP key or a client certificate.
+    /// `None` for a plain bearer token. The layer has checked the binding before the
+    /// principal reaches the handler.
+    pub fn confirmation(&self) -> Option<&Confirmation> {
+        self.inner.confirmation.as_ref()
     }
 
     /// The issuer that vouched for the token (one of the configured issuers).
@@ -89,6 +114,7 @@ impl<C> fmt::Debug for Principal<C> {
             .field("issuer", &self.issuer())
             .field("scopes", &self.scopes())
             .field("expires_at", &self.expires_at())
+            .field("confirmation", &self.confirmation())
             .finish_non_exhaustive()
     }
 }

@@ -251,11 +251,18 @@ where
         if view.active != Some(true) {
             return negative(AuthError::invalid_token("the token is not active"));
         }
-        // A refresh token, or a DPoP/mTLS-bound one, is no bearer access token.
-        let bearer = view.token_type.as_deref().is_none_or(|t| {
-            t.eq_ignore_ascii_case("bearer") || t.eq_ignore_ascii_case("access_token")
+        // A refresh token is no access token. A `DPoP` one must name its key (RFC 9449 §6.2);
+        // any `cnf` binding travels with the principal and the layer checks it.
+        let access = view.token_type.as_deref().is_none_or(|t| {
+            t.eq_ignore_ascii_case("bearer")
+                || t.eq_ignore_ascii_case("access_token")
+                || (t.eq_ignore_ascii_case("dpop")
+                    && view
+                        .cnf
+                        .as_ref()
+                        .is_some_and(|c| c.jwk_thumbprint().is_some()))
         });
-        if !bearer || view.cnf {
+        if !access {
             return negative(AuthError::invalid_token(
                 "the token is not a bearer access token",
             ));
@@ -296,13 +303,14 @@ where
         let scopes = inner.scope_claim.scopes(&view);
         Entry {
             ttl,
-            outcome: Ok(Principal::new(
+            outcome: Ok(Principal::new_confirmed(
                 Arc::clone(&inner.issuer),
                 view.sub.map(|s| s.into_owned().into_boxed_str()),
                 scopes,
                 view.exp.and_then(system_time),
                 UserAuthentication::new(view.acr.as_deref(), view.auth_time.and_then(system_time)),
                 claims,
+                view.cnf,
             )),
         }
     }

@@ -183,12 +183,6 @@ where
             )
             .into());
         }
-        if view.cnf {
-            return Err(AuthError::invalid_token(
-                "the token is bound to a key (cnf) and cannot be used as a bearer token",
-            )
-            .into());
-        }
         inner.time.check(&view, unix_now(), true)?;
         if !claims::audience_matches(view.aud.as_ref(), &inner.audiences) {
             return Err(
@@ -249,13 +243,15 @@ where
             AuthError::invalid_token("the token's claims do not have the expected shape")
         })?;
         let scopes = inner.scope_claim.scopes(&view);
-        Ok(Principal::new(
+        // A `cnf` binding travels with the principal; the layer checks it against the request.
+        Ok(Principal::new_confirmed(
             Arc::clone(cache.issuer()),
             view.sub.map(|s| s.into_owned().into_boxed_str()),
             scopes,
             view.exp.and_then(system_time),
             UserAuthentication::new(view.acr.as_deref(), view.auth_time.and_then(system_time)),
             claims,
+            view.cnf,
         ))
     }
 
