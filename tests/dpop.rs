@@ -9,9 +9,7 @@ mod support;
 use std::time::Duration;
 
 use axum::{Json, Router, routing::get};
-use portcullis::{
-    Authenticate, BearerAuthLayer, Introspection, Jwt, Principal, RegisteredClaims,
-};
+use portcullis::{Authenticate, BearerAuthLayer, Introspection, Jwt, Principal, RegisteredClaims};
 use reqwest::{StatusCode, header::WWW_AUTHENTICATE};
 use serde_json::{Value, json};
 use support::{
@@ -34,9 +32,7 @@ async fn serve<A>(layer: BearerAuthLayer<A>) -> String
 where
     A: Authenticate<Claims = RegisteredClaims> + Clone + Send + Sync + 'static,
 {
-    let app = Router::new()
-        .route("/me", get(me).post(me))
-        .layer(layer);
+    let app = Router::new().route("/me", get(me).post(me)).layer(layer);
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .expect("cannot bind the API to 127.0.0.1");
@@ -144,9 +140,19 @@ async fn accepted_then_attacks_refused(url: &str, token: &str, key: &DpopKey, la
 
     // The same proof again: a replay.
     let replay = send("GET", &me, "DPoP", token, &[&proof]).await;
-    assert_eq!(replay.status, StatusCode::UNAUTHORIZED, "{label}: {replay:?}");
-    assert!(replay.dpop().contains(r#"error="invalid_dpop_proof""#), "{label}: {replay:?}");
-    assert!(replay.dpop().contains("already used"), "{label}: {replay:?}");
+    assert_eq!(
+        replay.status,
+        StatusCode::UNAUTHORIZED,
+        "{label}: {replay:?}"
+    );
+    assert!(
+        replay.dpop().contains(r#"error="invalid_dpop_proof""#),
+        "{label}: {replay:?}"
+    );
+    assert!(
+        replay.dpop().contains("already used"),
+        "{label}: {replay:?}"
+    );
 
     let other_key = DpopKey::generate();
     let other_token = format!("{token}x");
@@ -302,7 +308,14 @@ async fn accepted_then_attacks_refused(url: &str, token: &str, key: &DpopKey, la
     }
 
     // After all that, a fresh proof still works.
-    let fresh = send("GET", &me, "DPoP", token, &[&key.proof("GET", &me, Some(token))]).await;
+    let fresh = send(
+        "GET",
+        &me,
+        "DPoP",
+        token,
+        &[&key.proof("GET", &me, Some(token))],
+    )
+    .await;
     assert_eq!(fresh.status, StatusCode::OK, "{label}: {fresh:?}");
 }
 
@@ -324,9 +337,19 @@ async fn dpop_bound_jwt_from_the_provider_is_accepted_and_attacks_are_refused() 
     assert_eq!(answer.json()["jkt"], Value::Null);
     // …but not under the DPoP scheme.
     let me = format!("{url}/me");
-    let answer = send("GET", &me, "DPoP", &bearer, &[&key.proof("GET", &me, Some(&bearer))]).await;
+    let answer = send(
+        "GET",
+        &me,
+        "DPoP",
+        &bearer,
+        &[&key.proof("GET", &me, Some(&bearer))],
+    )
+    .await;
     assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{answer:?}");
-    assert!(answer.dpop().contains(r#"error="invalid_token""#), "{answer:?}");
+    assert!(
+        answer.dpop().contains(r#"error="invalid_token""#),
+        "{answer:?}"
+    );
 }
 
 #[tokio::test]
@@ -352,22 +375,49 @@ async fn nonce_round_trip() {
     let me = format!("{url}/me");
 
     // No nonce: use_dpop_nonce with a fresh DPoP-Nonce.
-    let first = send("GET", &me, "DPoP", &token, &[&key.proof("GET", &me, Some(&token))]).await;
+    let first = send(
+        "GET",
+        &me,
+        "DPoP",
+        &token,
+        &[&key.proof("GET", &me, Some(&token))],
+    )
+    .await;
     assert_eq!(first.status, StatusCode::UNAUTHORIZED, "{first:?}");
-    assert!(first.dpop().contains(r#"error="use_dpop_nonce""#), "{first:?}");
+    assert!(
+        first.dpop().contains(r#"error="use_dpop_nonce""#),
+        "{first:?}"
+    );
     let nonce = first.nonce.clone().expect("a DPoP-Nonce header");
 
     // A made-up nonce: the same answer.
     let mut claims = key.claims("GET", &me, Some(&token));
     claims["nonce"] = json!("bm90IGEgbm9uY2UgZnJvbSB0aGlzIHNlcnZlcg");
-    let forged = send("GET", &me, "DPoP", &token, &[&key.sign(&key.header(), &claims)]).await;
+    let forged = send(
+        "GET",
+        &me,
+        "DPoP",
+        &token,
+        &[&key.sign(&key.header(), &claims)],
+    )
+    .await;
     assert_eq!(forged.status, StatusCode::UNAUTHORIZED, "{forged:?}");
-    assert!(forged.dpop().contains(r#"error="use_dpop_nonce""#), "{forged:?}");
+    assert!(
+        forged.dpop().contains(r#"error="use_dpop_nonce""#),
+        "{forged:?}"
+    );
 
     // The server's nonce: accepted.
     let mut claims = key.claims("GET", &me, Some(&token));
     claims["nonce"] = json!(nonce);
-    let ok = send("GET", &me, "DPoP", &token, &[&key.sign(&key.header(), &claims)]).await;
+    let ok = send(
+        "GET",
+        &me,
+        "DPoP",
+        &token,
+        &[&key.sign(&key.header(), &claims)],
+    )
+    .await;
     assert_eq!(ok.status, StatusCode::OK, "{ok:?}");
     assert_eq!(ok.json()["jkt"], key.thumbprint());
 }
@@ -384,9 +434,19 @@ async fn dpop_required_refuses_bearer_tokens_and_offers_only_dpop() {
     let refused = send("GET", &me, "Bearer", &bearer, &[]).await;
     assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "{refused:?}");
     assert_eq!(refused.bearer(), None, "{refused:?}");
-    assert!(refused.dpop().contains(r#"error="invalid_token""#), "{refused:?}");
+    assert!(
+        refused.dpop().contains(r#"error="invalid_token""#),
+        "{refused:?}"
+    );
 
-    let ok = send("GET", &me, "DPoP", &bound, &[&key.proof("GET", &me, Some(&bound))]).await;
+    let ok = send(
+        "GET",
+        &me,
+        "DPoP",
+        &bound,
+        &[&key.proof("GET", &me, Some(&bound))],
+    )
+    .await;
     assert_eq!(ok.status, StatusCode::OK, "{ok:?}");
 }
 
@@ -402,9 +462,23 @@ async fn public_url_is_the_htu_behind_a_proxy() {
     let me = format!("{url}/me");
 
     let public = "https://api.example.com:443/base/me?ignored=1";
-    let ok = send("GET", &me, "DPoP", &token, &[&key.proof("GET", public, Some(&token))]).await;
+    let ok = send(
+        "GET",
+        &me,
+        "DPoP",
+        &token,
+        &[&key.proof("GET", public, Some(&token))],
+    )
+    .await;
     assert_eq!(ok.status, StatusCode::OK, "{ok:?}");
-    let local = send("GET", &me, "DPoP", &token, &[&key.proof("GET", &me, Some(&token))]).await;
+    let local = send(
+        "GET",
+        &me,
+        "DPoP",
+        &token,
+        &[&key.proof("GET", &me, Some(&token))],
+    )
+    .await;
     assert_eq!(local.status, StatusCode::UNAUTHORIZED, "{local:?}");
     assert!(local.dpop().contains("another URI"), "{local:?}");
 }

@@ -72,9 +72,18 @@ fn pki() -> Pki {
     };
     Pki {
         ca: ca.der().clone(),
-        server: leaf(vec!["127.0.0.1".into()], ExtendedKeyUsagePurpose::ServerAuth),
-        client_a: leaf(vec!["client-a.example".into()], ExtendedKeyUsagePurpose::ClientAuth),
-        client_b: leaf(vec!["client-b.example".into()], ExtendedKeyUsagePurpose::ClientAuth),
+        server: leaf(
+            vec!["127.0.0.1".into()],
+            ExtendedKeyUsagePurpose::ServerAuth,
+        ),
+        client_a: leaf(
+            vec!["client-a.example".into()],
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ),
+        client_b: leaf(
+            vec!["client-b.example".into()],
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ),
     }
 }
 
@@ -145,7 +154,12 @@ async fn serve_tls(pki: &Pki, jwt: Jwt) -> u16 {
 }
 
 /// `GET /me` over TLS with `token`, presenting `client` as the client certificate.
-async fn get_me(pki: &Pki, port: u16, client: Option<&Leaf>, token: &str) -> (StatusCode, String, String) {
+async fn get_me(
+    pki: &Pki,
+    port: u16,
+    client: Option<&Leaf>,
+    token: &str,
+) -> (StatusCode, String, String) {
     let builder = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .expect("protocol versions")
@@ -157,7 +171,9 @@ async fn get_me(pki: &Pki, port: u16, client: Option<&Leaf>, token: &str) -> (St
         None => builder.with_no_client_auth(),
     };
     let exchange = async {
-        let tcp = TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+        let tcp = TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connect");
         let name = ServerName::try_from("127.0.0.1").expect("server name");
         let tls = TlsConnector::from(Arc::new(config))
             .connect(name, tcp)
@@ -182,9 +198,15 @@ async fn get_me(pki: &Pki, port: u16, client: Option<&Leaf>, token: &str) -> (St
         let body = axum::body::to_bytes(Body::new(response.into_body()), 64 * 1024)
             .await
             .expect("body");
-        (status, challenge, String::from_utf8_lossy(&body).into_owned())
+        (
+            status,
+            challenge,
+            String::from_utf8_lossy(&body).into_owned(),
+        )
     };
-    tokio::time::timeout(TIMEOUT, exchange).await.expect("answered in time")
+    tokio::time::timeout(TIMEOUT, exchange)
+        .await
+        .expect("answered in time")
 }
 
 /// A JWT issuer of its own: an ES256 key made here, its JWK Set, and tokens it signs.
@@ -231,11 +253,15 @@ async fn certificate_bound_token_needs_its_certificate() {
     let body: Value = serde_json::from_str(&body).expect("JSON");
     assert_eq!(body["x5t#S256"], pki.client_a.thumbprint());
 
-    for (what, client) in [("another certificate", Some(&pki.client_b)), ("no certificate", None)] {
+    for (what, client) in [
+        ("another certificate", Some(&pki.client_b)),
+        ("no certificate", None),
+    ] {
         let (status, challenge, _) = get_me(&pki, port, client, &bound).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{what}");
         assert!(
-            challenge.contains(r#"error="invalid_token""#) && challenge.contains("client certificate"),
+            challenge.contains(r#"error="invalid_token""#)
+                && challenge.contains("client certificate"),
             "{what}: {challenge}"
         );
     }

@@ -97,8 +97,9 @@ impl DpopKey {
     /// A compact JWS of `header` and `claims`, signed with this key (ES256).
     pub fn sign(&self, header: &Value, claims: &Value) -> String {
         let message = format!("{}.{}", b64_json(header), b64_json(claims));
-        let signature = jsonwebtoken::crypto::sign(message.as_bytes(), &self.encoding, Algorithm::ES256)
-            .expect("ES256 signature");
+        let signature =
+            jsonwebtoken::crypto::sign(message.as_bytes(), &self.encoding, Algorithm::ES256)
+                .expect("ES256 signature");
         format!("{message}.{signature}")
     }
 
