@@ -907,4 +907,53 @@ async fn the_protected_api_example_publishes_its_metadata_and_steps_up_admin() {
     let challenge = challenge.unwrap_or_default();
     assert!(challenge.contains(r#"scope="admin""#), "{challenge}");
     assert!(challenge.contains(metadata_url), "{challenge}");
+
+// ── 8. examples/protected_api.rs with DPoP flags ───────────────────────────────────────────
+
+#[tokio::test]
+async fn the_protected_api_example_demands_dpop_and_nonces_when_asked() {
+    use support::dpop::{DpopKey, dpop_token};
+
+    let idp = Idp::start().await;
+    let key = DpopKey::generate();
+    let bound = dpop_token(&idp, &key, idp::API, "read").await;
+    let bearer = idp.client_credentials(idp::API, "read").await;
+    let example = ExampleServer::start(
+        &idp.issuer,
+        idp::API,
+        &["--dpop-required", "--dpop-nonce", "--public-url", "https://api.example.com/v1"],
+    )
+    .await;
+    let me = format!("{}/me", example.url);
+    let htu = "https://api.example.com/v1/me";
+    let http = client();
+    let context = |what: &str| format!("{what}\n--- example stderr ---\n{}", example.stderr());
+    let dpop_get = |token: &str, proof: String| {
+        http.get(&me)
+            .header(AUTHORIZATION, format!("DPoP {token}"))
+            .header("dpop", proof)
+    };
+
+    // --dpop-required: a plain bearer token is refused, only DPoP is offered.
+    let answer = send(http.get(&me), Some(&bearer)).await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{}", context(&format!("{answer:?}")));
+
+    // --dpop-nonce: the first proof is answered with a nonce, the retry with it passes.
+    let first = dpop_get(&bound, key.proof("GET", htu, Some(&bound)))
+        .send()
+        .await
+        .expect("the example answers");
+    assert_eq!(first.status(), StatusCode::UNAUTHORIZED, "{}", context("no nonce"));
+    let challenge = first.headers()[WWW_AUTHENTICATE].to_str().expect("ASCII").to_owned();
+    assert!(challenge.starts_with("DPoP ") && challenge.contains("use_dpop_nonce"), "{challenge}");
+    let nonce = first.headers()["dpop-nonce"].to_str().expect("ASCII").to_owned();
+    let mut claims = key.claims("GET", htu, Some(&bound));
+    claims["nonce"] = json!(nonce);
+    let ok = dpop_get(&bound, key.sign(&key.header(), &claims))
+        .send()
+        .await
+        .expect("the example answers");
+    assert_eq!(ok.status(), StatusCode::OK, "{}", context("with the nonce"));
+    let body: Value = ok.json().await.expect("JSON");
+    assert_eq!(body["dpop_jkt"], key.thumbprint(), "{body}");
 }
