@@ -11,6 +11,11 @@
 //!   a named header, a cookie or the `access_token` query parameter only when enabled.
 //! - **[`Jwt`]**: local validation of JWT access tokens against the issuer's JWK Set, found
 //!   through OpenID Connect discovery or RFC 8414, cached and refreshed safely.
+//! - **Sender-constrained tokens**: a token bound by `cnf` needs its DPoP proof (RFC 9449:
+//!   `Authorization: DPoP` and a `DPoP` header, checked with replay protection and optional
+//!   server nonces) or its TLS client certificate (RFC 8705, handed over as a
+//!   [`ClientCertificate`] extension); see the [`dpop`] module. The binding is on
+//!   [`Principal::confirmation`].
 //! - **Scopes**: [`RequireScopeLayer`] per route, or [`BearerAuthLayer::require_scopes`]
 //!   for every request.
 //! - **Rejections**: `401`/`400`/`403` with `WWW-Authenticate`, `503` with `Retry-After`
@@ -72,11 +77,18 @@
 //!   signatures are skipped.
 //! - Keys are only ever taken from the issuer's own JWK Set by exact `kid` (a token without
 //!   `kid` is tried against at most 4 keys that fit its `alg`): the header's `jku`, `x5u`,
-//!   `jwk` and `x5c` are ignored. `crit`, `b64`, JWE headers, token types
-//!   other than access tokens (`typ`) and sender-constrained tokens (`cnf`) are rejected.
+//!   `jwk` and `x5c` are ignored. `crit`, `b64`, JWE headers and token types
+//!   other than access tokens (`typ`) are rejected.
+//! - A token with `cnf` is accepted only with its proof of possession: `cnf.jkt` needs a
+//!   DPoP proof by that key (a bound token sent as `Bearer` is refused as a downgrade),
+//!   `cnf["x5t#S256"]` the matching client certificate; any other `cnf` member is refused.
+//!   Proofs: asymmetric allowlisted `alg` only, a public `jwk` only, `htm`/`htu`/`ath` must
+//!   match, `iat` within 2 minutes (10 s leeway), each `jti` accepted once (a bounded
+//!   in-process store by default; a full or failing store answers `503`, never accepts).
 //! - Introspection requires an audience too and refuses answers without `aud` (unless
 //!   `dangerous_accept_any_audience` / `dangerous_accept_missing_audience`), accepts only
-//!   `active: true` and refuses refresh tokens.
+//!   `active: true` and refuses refresh tokens; a `cnf` in the answer binds the token as
+//!   in a JWT (RFC 9449 §6.2).
 //! - A resource with a canonical URI (RFC 9728, RFC 8707, MCP) accepts only tokens for it
 //!   when that URI is its only audience: see [`metadata`].
 //! - With several issuers, the token's `iss` picks the issuer before any key is looked

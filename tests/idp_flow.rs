@@ -907,6 +907,7 @@ async fn the_protected_api_example_publishes_its_metadata_and_steps_up_admin() {
     let challenge = challenge.unwrap_or_default();
     assert!(challenge.contains(r#"scope="admin""#), "{challenge}");
     assert!(challenge.contains(metadata_url), "{challenge}");
+}
 
 // ── 8. examples/protected_api.rs with DPoP flags ───────────────────────────────────────────
 
@@ -921,7 +922,12 @@ async fn the_protected_api_example_demands_dpop_and_nonces_when_asked() {
     let example = ExampleServer::start(
         &idp.issuer,
         idp::API,
-        &["--dpop-required", "--dpop-nonce", "--public-url", "https://api.example.com/v1"],
+        &[
+            "--dpop-required",
+            "--dpop-nonce",
+            "--public-url",
+            "https://api.example.com/v1",
+        ],
     )
     .await;
     let me = format!("{}/me", example.url);
@@ -936,17 +942,36 @@ async fn the_protected_api_example_demands_dpop_and_nonces_when_asked() {
 
     // --dpop-required: a plain bearer token is refused, only DPoP is offered.
     let answer = send(http.get(&me), Some(&bearer)).await;
-    assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{}", context(&format!("{answer:?}")));
+    assert_eq!(
+        answer.status,
+        StatusCode::UNAUTHORIZED,
+        "{}",
+        context(&format!("{answer:?}"))
+    );
 
     // --dpop-nonce: the first proof is answered with a nonce, the retry with it passes.
     let first = dpop_get(&bound, key.proof("GET", htu, Some(&bound)))
         .send()
         .await
         .expect("the example answers");
-    assert_eq!(first.status(), StatusCode::UNAUTHORIZED, "{}", context("no nonce"));
-    let challenge = first.headers()[WWW_AUTHENTICATE].to_str().expect("ASCII").to_owned();
-    assert!(challenge.starts_with("DPoP ") && challenge.contains("use_dpop_nonce"), "{challenge}");
-    let nonce = first.headers()["dpop-nonce"].to_str().expect("ASCII").to_owned();
+    assert_eq!(
+        first.status(),
+        StatusCode::UNAUTHORIZED,
+        "{}",
+        context("no nonce")
+    );
+    let challenge = first.headers()[WWW_AUTHENTICATE]
+        .to_str()
+        .expect("ASCII")
+        .to_owned();
+    assert!(
+        challenge.starts_with("DPoP ") && challenge.contains("use_dpop_nonce"),
+        "{challenge}"
+    );
+    let nonce = first.headers()["dpop-nonce"]
+        .to_str()
+        .expect("ASCII")
+        .to_owned();
     let mut claims = key.claims("GET", htu, Some(&bound));
     claims["nonce"] = json!(nonce);
     let ok = dpop_get(&bound, key.sign(&key.header(), &claims))
