@@ -63,19 +63,14 @@ pub use replay::{
     ReplayStoreError,
 };
 
-use std::{
-    fmt,
-    future::Future,
-    pin::Pin,
-    sync::Arc,
-    time::{Duration, SystemTime, UNIX_EPOCH},
-};
+use std::{fmt, future::Future, pin::Pin, sync::Arc, time::Duration};
 
 use http::{HeaderName, Request};
 
 use crate::{
+    alg::{AlgSet, Algorithm},
+    clock::unix_now,
     error::{AuthError, DpopChallenge, ErrorKind},
-    jwt::alg::{AlgSet, Algorithm},
     mtls::ClientCertificate,
     principal::Principal,
     token::Scheme,
@@ -143,13 +138,6 @@ impl fmt::Debug for DpopConfig {
             .field("origin", &self.origin)
             .finish_non_exhaustive()
     }
-}
-
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
 }
 
 /// A replay check that needs I/O (a shared store).

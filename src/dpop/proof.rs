@@ -11,8 +11,8 @@ use sha2::{Digest, Sha256};
 
 use super::{nonce::Nonces, replay::ReplayKey};
 use crate::{
+    alg::{AlgSet, Algorithm},
     error::{AuthError, ErrorKind},
-    jwt::alg::{AlgSet, Algorithm},
 };
 
 /// The longest `jti` accepted.
