@@ -127,6 +127,9 @@ async fn send(method: &str, url: &str, scheme: &str, token: &str, proofs: &[&str
     }
 }
 
+/// (what, scheme, proofs, expected status, expected code on the DPoP challenge or `None`)
+type Case<'a> = (&'a str, &'a str, Vec<String>, StatusCode, Option<&'a str>);
+
 /// A fresh, valid DPoP request for `token` bound to `key` is accepted, then each attack of
 /// the list is refused with the right status and code.
 async fn accepted_then_attacks_refused(url: &str, token: &str, key: &DpopKey, label: &str) {
@@ -185,8 +188,7 @@ async fn accepted_then_attacks_refused(url: &str, token: &str, key: &DpopKey, la
         key.sign(&key.header(), &claims)
     };
 
-    // (what, scheme, proofs, expected status, expected code on the DPoP challenge or None)
-    let cases: Vec<(&str, &str, Vec<String>, StatusCode, Option<&str>)> = vec![
+    let cases: Vec<Case<'_>> = vec![
         (
             "proof for another method",
             "DPoP",
