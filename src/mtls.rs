@@ -6,51 +6,6 @@
 //! whose `cnf` carries `x5t#S256` is then accepted only when that certificate's SHA-256
 //! thumbprint matches. Without the extension, or with another certificate, it is
 //! `401 invalid_token`. Unbound tokens are not affected.
-//!
-//! # Example
-//!
-//! ```
-//! use std::convert::Infallible;
-//!
-//! use http::{Request, Response, StatusCode};
-//! use portcullis::{BearerAuthLayer, ClientCertificate, Jwt};
-//! use tower::{ServiceBuilder, ServiceExt, service_fn};
-//! # use portcullis::__doc_support::{JWKS as jwks, TOKEN as token};
-//!
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let jwt = Jwt::builder()
-//!     .issuer_with_jwks("https://issuer.example.com", jwks)
-//!     .audience("https://api.example.com")
-//!     .build()?;
-//! let service = ServiceBuilder::new()
-//!     .layer(BearerAuthLayer::new(jwt))
-//!     .service(service_fn(|_: Request<()>| async { Ok::<_, Infallible>(Response::new(())) }));
-//!
-//! // In a TLS server: the DER of `tls_stream.get_ref().1.peer_certificates()[0]`.
-//! let der: &[u8] = b"a certificate's DER bytes";
-//! let mut request = Request::builder()
-//!     .header("authorization", format!("Bearer {token}"))
-//!     .body(())?;
-//! request.extensions_mut().insert(ClientCertificate::from_der(der));
-//! // The token is not certificate-bound, so the certificate changes nothing here.
-//! assert_eq!(service.oneshot(request).await?.status(), StatusCode::OK);
-//! # Ok(())
-//! # }
-//! ```
-//!
-//! With tokio-rustls and hyper-util, per connection (see `examples/mtls_api.rs`):
-//!
-//! ```text
-//! let tls = acceptor.accept(tcp).await?;
-//! let cert = tls.get_ref().1.peer_certificates()
-//!     .and_then(|c| c.first())
-//!     .map(|c| ClientCertificate::from_der(c.as_ref()));
-//! let service = hyper::service::service_fn(move |mut req| {
-//!     if let Some(cert) = &cert { req.extensions_mut().insert(cert.clone()); }
-//!     app.clone().oneshot(req)
-//! });
-//! ```
 
 use std::fmt;
 
@@ -59,6 +14,54 @@ use sha2::{Digest, Sha256};
 
 /// The TLS client certificate of the connection a request arrived on, as a request
 /// extension. Only its SHA-256 thumbprint is kept; cloning is cheap.
+///
+/// The TLS acceptor inserts it into every request of the connection; a token whose `cnf`
+/// carries `x5t#S256` (RFC 8705 §3) is then accepted only when it matches.
+///
+/// # Example
+///
+/// ```
+/// use std::convert::Infallible;
+///
+/// use http::{Request, Response, StatusCode};
+/// use portcullis::{BearerAuthLayer, ClientCertificate, Jwt};
+/// use tower::{ServiceBuilder, ServiceExt, service_fn};
+/// # use portcullis::__doc_support::{JWKS as jwks, TOKEN as token};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let jwt = Jwt::builder()
+///     .issuer_with_jwks("https://issuer.example.com", jwks)
+///     .audience("https://api.example.com")
+///     .build()?;
+/// let service = ServiceBuilder::new()
+///     .layer(BearerAuthLayer::new(jwt))
+///     .service(service_fn(|_: Request<()>| async { Ok::<_, Infallible>(Response::new(())) }));
+///
+/// // In a TLS server: the DER of `tls_stream.get_ref().1.peer_certificates()[0]`.
+/// let der: &[u8] = b"a certificate's DER bytes";
+/// let mut request = Request::builder()
+///     .header("authorization", format!("Bearer {token}"))
+///     .body(())?;
+/// request.extensions_mut().insert(ClientCertificate::from_der(der));
+/// // The token is not certificate-bound, so the certificate changes nothing here.
+/// assert_eq!(service.oneshot(request).await?.status(), StatusCode::OK);
+/// # Ok(())
+/// # }
+/// ```
+///
+/// With tokio-rustls and hyper-util, per connection (see `examples/mtls_api.rs`):
+///
+/// ```text
+/// let tls = acceptor.accept(tcp).await?;
+/// let cert = tls.get_ref().1.peer_certificates()
+///     .and_then(|c| c.first())
+///     .map(|c| ClientCertificate::from_der(c.as_ref()));
+/// let service = hyper::service::service_fn(move |mut req| {
+///     if let Some(cert) = &cert { req.extensions_mut().insert(cert.clone()); }
+///     app.clone().oneshot(req)
+/// });
+/// ```
 #[derive(Clone, PartialEq, Eq)]
 pub struct ClientCertificate {
     thumbprint: [u8; 32],

@@ -17,7 +17,7 @@
 //!
 //! A bound token sent as `Bearer` is a downgrade and refused. Unbound tokens keep working as
 //! bearer tokens unless [`dpop_required`](crate::BearerAuthLayer::dpop_required) is set. A
-//! token with `cnf["x5t#S256"]` needs the matching [`ClientCertificate`](crate::ClientCertificate).
+//! token with `cnf["x5t#S256"]` needs the matching [`ClientCertificate`].
 //!
 //! Rejections carry a `DPoP algs="…"` challenge next to the `Bearer` one, the codes
 //! `invalid_dpop_proof` and `use_dpop_nonce`, and a fresh `DPoP-Nonce` when nonces are on.
