@@ -5,6 +5,9 @@
 //!
 //! - `introspection`: one `JwtOrIntrospection` layer; `cached` is an opaque token whose
 //!   introspection answer is cached, `rs256_jwt` an RS256 JWT validated locally.
+//! - `dpop`: `bearer` is an RS256 token sent as `Bearer`, `dpop` the same claims bound by
+//!   `cnf.jkt` sent as `DPoP` with a fresh ES256 proof, `es256_verify` the proof's signature
+//!   check alone (the floor of the extra cost).
 //! - `rs256`, `es256`, `eddsa`: `raw_decode` is `jsonwebtoken::decode::<serde_json::Value>`
 //!   (alg, `iss`, `aud`, `exp`/`nbf` checked; every claim delivered, as
 //!   [`RegisteredClaims::extra`](portcullis::RegisteredClaims) does); `layer` is
