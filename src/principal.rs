@@ -26,7 +26,7 @@ struct Inner<C> {
 }
 
 impl<C> Principal<C> {
-    #[cfg_attr(not(test), allow(dead_code))]
+    #[cfg(all(test, feature = "tonic"))]
     pub(crate) fn new(
         issuer: Arc<str>,
         subject: Option<Box<str>>,
