@@ -144,6 +144,12 @@ impl AuthError {
         }
     }
 
+    /// A valid token that a policy other than scopes refuses (roles, claim conditions):
+    /// `403 insufficient_scope` without a `scope` attribute.
+    pub(crate) fn forbidden(description: &'static str) -> Self {
+        Self::new(ErrorKind::InsufficientScope, description)
+    }
+
     pub(crate) fn unavailable(description: &'static str, retry_after: Duration) -> Self {
         Self {
             retry_after: Some(retry_after.max(Duration::from_secs(1))),

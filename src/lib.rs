@@ -109,6 +109,7 @@
 
 mod alg;
 mod authenticate;
+mod authorities;
 mod claims;
 mod clock;
 mod confirmation;
@@ -128,6 +129,7 @@ mod token;
 #[cfg(test)]
 mod proptests;
 
+pub mod authz;
 pub mod dpop;
 pub mod future;
 pub mod jwt;
@@ -144,6 +146,7 @@ pub mod introspect;
 
 pub use alg::Algorithm;
 pub use authenticate::{Authenticate, Authentication, PendingAuthentication};
+pub use authz::{Authorities, AuthoritySource, RequireAuthorityLayer, RequireRoleLayer};
 pub use confirmation::Confirmation;
 pub use error::{AuthError, ConfigError, ErrorKind};
 pub use http_client::{DEFAULT_HTTP_TIMEOUT, DEFAULT_MAX_RESPONSE_BYTES};
@@ -178,4 +181,9 @@ pub mod __doc_support {
     /// A token for issuer `https://issuer.example.com`, audience `https://api.example.com`,
     /// subject `alice`, scope `read`, valid until 2100, signed by the key in [`JWKS`].
     pub const TOKEN: &str = "eyJhbGciOiJSUzI1NiIsImtpZCI6ImRvYyIsInR5cCI6ImF0K2p3dCJ9.eyJpc3MiOiJodHRwczovL2lzc3Vlci5leGFtcGxlLmNvbSIsImF1ZCI6Imh0dHBzOi8vYXBpLmV4YW1wbGUuY29tIiwic3ViIjoiYWxpY2UiLCJzY29wZSI6InJlYWQiLCJpYXQiOjE3MDAwMDAwMDAsImV4cCI6NDEwMjQ0NDgwMH0.dpg_HGFH2NbTvr7lKUv0qMQjpU-YIa9pTL--TSCxJYZcvaZc0CCja9s4Lydg9s2aqUtDjIz6zAClUNWiaBMmH4-EPZiRQy1HGcVTEq8XDGqprEmUQJuqlrdVK_1GYgw2WSTpRsHTYO8O9cik1pw1rSH8DrXx_8IcUg2Jz6rahcPi1yZZt2sbhsDDQxOUL_kveO9k-ewsxC4mt-G1VjmybpxDPuF3Czh1oM_fHieu18WlmTvEUvscc1jlRaCZibzHlYRehwTe6nOv-WELtCEUFH9XwOyaY6AVO5ooGJPNm_v1K06RgfmXch-hMncTUl7hxhhh4AzCPphfWdYSLB5Q7A";
+
+    /// A token like [`TOKEN`] for subject `bob`, without scopes, with `azp` `web-app`,
+    /// `email_verified` `true` and the Keycloak-style realm roles `admin` and `user`
+    /// (`realm_access.roles`).
+    pub const ROLES_TOKEN: &str = "eyJhbGciOiJSUzI1NiIsImtpZCI6ImRvYyIsInR5cCI6ImF0K2p3dCJ9.eyJpc3MiOiJodHRwczovL2lzc3Vlci5leGFtcGxlLmNvbSIsImF1ZCI6Imh0dHBzOi8vYXBpLmV4YW1wbGUuY29tIiwic3ViIjoiYm9iIiwiYXpwIjoid2ViLWFwcCIsImVtYWlsX3ZlcmlmaWVkIjp0cnVlLCJyZWFsbV9hY2Nlc3MiOnsicm9sZXMiOlsiYWRtaW4iLCJ1c2VyIl19LCJpYXQiOjE3MDAwMDAwMDAsImV4cCI6NDEwMjQ0NDgwMH0.fqrJcEHyUE34nzd6X5uLTDnFf-NSsf88CvfE-wuj07unRRhDE3eQAChNzdm9jGVbxbaZ8sJOUVVXwvEje7RrgiXy4X7C_ljR9VUY6-t38O9AsIVANlgc3s6C6tJln5JTjufLMhAMREW2WhC9oYAAATiGxuNzx2-DOEnMmCOjY8kLUw1hbPOWvL6iLpAVSciyYG68MH7ZYzs6deaJIIrmPutNOTuSodbMqM302CtS5hzOZxYiB4wQ5F3iqjbN2SrUl3XBbQpdQiA5P1JoCCyw1SU2p69YwXcjH89HtNQWk8WhDBhhSGruFtSZ2KtLmJvgzIPW5LJYEfHpOgzbZN9yTQ";
 }

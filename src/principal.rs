@@ -5,6 +5,7 @@ use std::{fmt, sync::Arc, time::SystemTime};
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::authorities::Authorities;
 use crate::confirmation::Confirmation;
 
 /// The caller behind a validated token, put into the request's extensions by the layer.
@@ -19,6 +20,7 @@ struct Inner<C> {
     issuer: Arc<str>,
     subject: Option<Box<str>>,
     scopes: Scopes,
+    authorities: Authorities,
     expires_at: Option<SystemTime>,
     user: UserAuthentication,
     claims: C,
@@ -53,6 +55,7 @@ impl<C> Principal<C> {
                 issuer,
                 subject,
                 scopes,
+                authorities: Authorities::default(),
                 expires_at,
                 user,
                 claims,
@@ -86,6 +89,20 @@ impl<C> Principal<C> {
     /// The scopes the token grants.
     pub fn scopes(&self) -> &Scopes {
         &self.inner.scopes
+    }
+
+    /// The roles and other authorities the token grants, from the authenticator's
+    /// [`AuthoritySource`](crate::AuthoritySource)s; none when it has no source.
+    pub fn authorities(&self) -> &Authorities {
+        &self.inner.authorities
+    }
+
+    /// Sets the authorities of a principal just built (not yet shared).
+    pub(crate) fn with_authorities(mut self, authorities: Authorities) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.authorities = authorities;
+        }
+        self
     }
 
     /// When the token expires (`exp`), when it says.

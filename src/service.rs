@@ -64,6 +64,7 @@ impl Config {
         let extensions = req.extensions_mut();
         extensions.insert(principal.scopes().clone());
         extensions.insert(principal.user_authentication().clone());
+        extensions.insert(principal.authorities().clone());
         extensions.insert(principal);
         Ok(())
     }

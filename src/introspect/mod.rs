@@ -42,6 +42,7 @@ use sha2::{Digest, Sha256};
 
 use crate::{
     authenticate::{Authenticate, Authentication},
+    authorities::{AuthorityClaims, AuthoritySource},
     claims::{self, DEFAULT_LEEWAY, MAX_LEEWAY, ScopeClaim, TimeRules},
     clock::{system_time, unix_now},
     discovery,
@@ -127,6 +128,7 @@ struct Inner<C> {
     negative_ttl: Duration,
     time: TimeRules,
     scope_claim: ScopeClaim,
+    authorities: AuthorityClaims,
     allow_http: bool,
 }
 
@@ -301,6 +303,10 @@ where
             None => inner.max_ttl,
         };
         let scopes = inner.scope_claim.scopes(&view);
+        let authorities = match inner.authorities.extract(body) {
+            Ok(authorities) => authorities,
+            Err(error) => return negative(error),
+        };
         Entry {
             ttl,
             outcome: Ok(Principal::new_confirmed(
@@ -311,7 +317,8 @@ where
                 UserAuthentication::new(view.acr.as_deref(), view.auth_time.and_then(system_time)),
                 claims,
                 view.cnf,
-            )),
+            )
+            .with_authorities(authorities)),
         }
     }
 }
@@ -414,6 +421,7 @@ pub struct IntrospectionBuilder<C = RegisteredClaims> {
     max_response_bytes: usize,
     leeway: Duration,
     scope_claim: ScopeClaim,
+    authorities: Vec<AuthoritySource>,
     allow_http: bool,
     any_audience: bool,
     accept_missing_aud: bool,
@@ -435,6 +443,7 @@ impl Default for IntrospectionBuilder {
             max_response_bytes: DEFAULT_MAX_INTROSPECTION_BYTES,
             leeway: DEFAULT_LEEWAY,
             scope_claim: ScopeClaim::Default,
+            authorities: Vec::new(),
             allow_http: false,
             any_audience: false,
             accept_missing_aud: false,
@@ -561,6 +570,14 @@ impl<C> IntrospectionBuilder<C> {
         self
     }
 
+    /// Reads roles or other authorities from `source` in the introspection answer into the
+    /// principal's [`Authorities`](crate::Authorities). Repeat to merge several sources.
+    /// Default: none, and the answer is not read for them.
+    pub fn authorities(mut self, source: AuthoritySource) -> Self {
+        self.authorities.push(source);
+        self
+    }
+
     /// Allows plain-`http` URLs on hosts other than loopback. Default: off.
     pub fn dangerous_allow_http(mut self, allow: bool) -> Self {
         self.allow_http = allow;
@@ -582,6 +599,7 @@ impl<C> IntrospectionBuilder<C> {
             max_response_bytes: self.max_response_bytes,
             leeway: self.leeway,
             scope_claim: self.scope_claim,
+            authorities: self.authorities,
             allow_http: self.allow_http,
             any_audience: self.any_audience,
             accept_missing_aud: self.accept_missing_aud,
@@ -654,6 +672,7 @@ impl<C> IntrospectionBuilder<C> {
                     leeway: self.leeway.as_secs_f64(),
                 },
                 scope_claim: self.scope_claim,
+                authorities: AuthorityClaims::new(&self.authorities)?,
                 allow_http: self.allow_http,
             }),
         })

@@ -5,6 +5,7 @@ use std::{fmt, marker::PhantomData, sync::Arc, time::Duration};
 use super::{Inner, Jwt, header::TypPolicy};
 use crate::{
     alg::{AlgSet, Algorithm},
+    authorities::{AuthorityClaims, AuthoritySource},
     claims::ClaimRules,
     error::ConfigError,
     http_client::{
@@ -66,6 +67,7 @@ pub struct JwtBuilder<C = RegisteredClaims> {
     policy: CachePolicy,
     http_timeout: Duration,
     max_response_bytes: usize,
+    authorities: Vec<AuthoritySource>,
     _claims: PhantomData<fn() -> C>,
 }
 
@@ -81,6 +83,7 @@ impl Default for JwtBuilder {
             policy: CachePolicy::default(),
             http_timeout: DEFAULT_HTTP_TIMEOUT,
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            authorities: Vec::new(),
             _claims: PhantomData,
         }
     }
@@ -164,6 +167,15 @@ impl<C> JwtBuilder<C> {
         self
     }
 
+    /// Reads roles or other authorities from `source` into the principal's
+    /// [`Authorities`](crate::Authorities), for
+    /// [`RequireAuthorityLayer`](crate::RequireAuthorityLayer). Repeat to merge several
+    /// sources. Default: none, and the claims are not read for them.
+    pub fn authorities(mut self, source: AuthoritySource) -> Self {
+        self.authorities.push(source);
+        self
+    }
+
     /// Also accepts a discovered `jwks_uri` on `host` (a bare host name, such as
     /// `www.googleapis.com` for Google's issuer `https://accounts.google.com`). Whoever
     /// serves the keys can mint tokens for the issuer, so by default a discovery document
@@ -238,6 +250,7 @@ impl<C> JwtBuilder<C> {
             policy: self.policy,
             http_timeout: self.http_timeout,
             max_response_bytes: self.max_response_bytes,
+            authorities: self.authorities,
             _claims: PhantomData,
         }
     }
@@ -340,6 +353,7 @@ impl<C> JwtBuilder<C> {
                 },
                 time: rules.time,
                 scope_claim: rules.scope_claim,
+                authorities: AuthorityClaims::new(&self.authorities)?,
                 cooldown: self.policy.cooldown,
             }),
             _claims: PhantomData,

@@ -51,6 +51,7 @@ use serde::de::DeserializeOwned;
 use crate::{
     alg::AlgSet,
     authenticate::{Authenticate, Authentication},
+    authorities::AuthorityClaims,
     claims::{self, ScopeClaim, TimeRules},
     clock::{system_time, unix_now},
     error::AuthError,
@@ -79,6 +80,7 @@ struct Inner {
     accept_id_tokens: bool,
     time: TimeRules,
     scope_claim: ScopeClaim,
+    authorities: AuthorityClaims,
     cooldown: Duration,
 }
 
@@ -243,6 +245,7 @@ where
             AuthError::invalid_token("the token's claims do not have the expected shape")
         })?;
         let scopes = inner.scope_claim.scopes(&view);
+        let authorities = inner.authorities.extract(&payload)?;
         // A `cnf` binding travels with the principal; the layer checks it against the request.
         Ok(Principal::new_confirmed(
             Arc::clone(cache.issuer()),
@@ -252,7 +255,8 @@ where
             UserAuthentication::new(view.acr.as_deref(), view.auth_time.and_then(system_time)),
             claims,
             view.cnf,
-        ))
+        )
+        .with_authorities(authorities))
     }
 
     /// Fetches the keys of every issuer that fetches keys, all at once: an explicit warm-up
