@@ -2,7 +2,11 @@
 
 use std::{fmt, marker::PhantomData, sync::Arc, time::Duration};
 
-use super::{Inner, Jwt, header::TypPolicy};
+use super::{
+    Inner, Jwt,
+    header::TypPolicy,
+    tenant::{self, TenantIssuer},
+};
 use crate::{
     alg::{AlgSet, Algorithm},
     authorities::{AuthorityClaims, AuthoritySource},
@@ -68,6 +72,7 @@ pub struct JwtBuilder<C = RegisteredClaims> {
     http_timeout: Duration,
     max_response_bytes: usize,
     authorities: Vec<AuthoritySource>,
+    tenant_issuers: Vec<TenantIssuer>,
     _claims: PhantomData<fn() -> C>,
 }
 
@@ -84,6 +89,7 @@ impl Default for JwtBuilder {
             http_timeout: DEFAULT_HTTP_TIMEOUT,
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             authorities: Vec::new(),
+            tenant_issuers: Vec::new(),
             _claims: PhantomData,
         }
     }
@@ -125,6 +131,14 @@ impl<C> JwtBuilder<C> {
     pub fn issuer_with_jwks(mut self, issuer: impl Into<String>, jwks: impl Into<String>) -> Self {
         self.issuers
             .push(IssuerConfig::Static(issuer.into(), jwks.into()));
+        self
+    }
+
+    /// Trusts every issuer that fits a multi-tenant template, checking `tid` against the
+    /// tenant in `iss` (see [`TenantIssuer`]). Repeat for several templates (Entra ID's v1
+    /// and v2 issuers, say). Exact issuers are matched first. None by default.
+    pub fn tenant_issuer(mut self, tenant_issuer: TenantIssuer) -> Self {
+        self.tenant_issuers.push(tenant_issuer);
         self
     }
 
@@ -251,6 +265,7 @@ impl<C> JwtBuilder<C> {
             http_timeout: self.http_timeout,
             max_response_bytes: self.max_response_bytes,
             authorities: self.authorities,
+            tenant_issuers: self.tenant_issuers,
             _claims: PhantomData,
         }
     }
@@ -259,7 +274,7 @@ impl<C> JwtBuilder<C> {
     /// here; nothing is fetched.
     pub fn build(self) -> Result<Jwt<C>, ConfigError> {
         crate::crypto::install_provider();
-        if self.issuers.is_empty() {
+        if self.issuers.is_empty() && self.tenant_issuers.is_empty() {
             return Err(ConfigError::new("at least one issuer is required"));
         }
         let rules = self.claim_rules.check(true)?;
@@ -340,9 +355,19 @@ impl<C> JwtBuilder<C> {
                 allowed,
             ));
         }
+        let exact = issuers.len();
+        let templates = tenant::caches(
+            &self.tenant_issuers,
+            &mut issuers,
+            &http,
+            self.policy,
+            allowed,
+        )?;
         Ok(Jwt {
             inner: Arc::new(Inner {
                 issuers: issuers.into_boxed_slice(),
+                exact,
+                templates,
                 audiences: rules.audiences,
                 allowed,
                 accept_id_tokens: self.accept_id_tokens,

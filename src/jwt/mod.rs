@@ -37,6 +37,7 @@
 
 mod builder;
 pub(crate) mod header;
+mod tenant;
 
 use std::{
     fmt,
@@ -61,6 +62,7 @@ use crate::{
 use header::TypPolicy;
 
 pub use builder::JwtBuilder;
+pub use tenant::{TENANT_PLACEHOLDER, TenantIssuer};
 
 pub use crate::claims::{DEFAULT_LEEWAY, MAX_LEEWAY};
 
@@ -73,7 +75,11 @@ pub struct Jwt<C = RegisteredClaims> {
 }
 
 struct Inner {
+    /// The exact issuers first, then one cache per tenant template.
     issuers: Box<[JwksCache]>,
+    /// How many of `issuers` are exact.
+    exact: usize,
+    templates: Box<[tenant::TemplateCache]>,
     audiences: Box<[Box<str>]>,
     allowed: AlgSet,
     typ: TypPolicy,
@@ -174,11 +180,16 @@ where
             .iss
             .as_deref()
             .ok_or_else(|| AuthError::invalid_token("the token has no issuer"))?;
-        let index = inner
-            .issuers
+        let (index, templated) = match inner.issuers[..inner.exact]
             .iter()
             .position(|c| **c.issuer() == *iss)
-            .ok_or_else(|| AuthError::invalid_token("the token's issuer is not trusted"))?;
+        {
+            Some(index) => (index, false),
+            None => (
+                tenant::find(&inner.templates, iss, view.tid.as_deref())?,
+                true,
+            ),
+        };
         if view.not_an_access_token() && !inner.accept_id_tokens {
             return Err(AuthError::invalid_token(
                 "the token is an ID token or a refresh token, not an access token",
@@ -246,9 +257,14 @@ where
         })?;
         let scopes = inner.scope_claim.scopes(&view);
         let authorities = inner.authorities.extract(&payload)?;
+        let issuer = if templated {
+            Arc::from(iss)
+        } else {
+            Arc::clone(cache.issuer())
+        };
         // A `cnf` binding travels with the principal; the layer checks it against the request.
         Ok(Principal::new_confirmed(
-            Arc::clone(cache.issuer()),
+            issuer,
             view.sub.map(|s| s.into_owned().into_boxed_str()),
             scopes,
             view.exp.and_then(system_time),
