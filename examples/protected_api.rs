@@ -11,7 +11,7 @@
 //! | `GET /me` | any valid token; answers its subject, scopes and claims |
 //! | `GET /items` | scope `read` |
 //! | `POST /items` | scope `write`; body `{"name": "…"}`, answers `201` |
-//! | `GET /admin` | scope `admin` (and the step-up policy, if any) |
+//! | `GET /admin` | scope `admin` (or the roles of `--require-role`), and the step-up policy, if any |
 //! | `GET /.well-known/oauth-protected-resource[/path]` | nothing; only with `--resource` |
 //!
 //! Then call it with an access token from your issuer:
@@ -49,6 +49,21 @@
 //! (`DPoP-Nonce`), and `--public-url https://api.example.com` sets the external URL that
 //! proofs name in `htu` when the API runs behind a proxy.
 //!
+//! Roles and clients: `--roles-claim realm_access.roles` (repeatable; a dotted path, a
+//! string or an array) reads roles from the token, and `--require-role admin` (repeatable,
+//! all required) guards `/admin` with them instead of the scope. `--allowed-client ID`
+//! (repeatable) admits only tokens whose `azp`, `client_id` or `appid` is one of them.
+//!
+//! Multi-tenant (Entra ID): instead of, or besides, `--issuer`, trust every tenant of a
+//! template, with the template's one key set; `--tenant ID` (repeatable) lists the allowed
+//! tenants:
+//!
+//! ```text
+//!     --issuer-template 'https://login.microsoftonline.com/{tenantid}/v2.0' \
+//!     --template-jwks-uri https://login.microsoftonline.com/common/discovery/v2.0/keys \
+//!     --tenant 72f988bf-86f1-41af-91ab-2d7cd011db47
+//! ```
+//!
 //! Run with `--help` for every option. Logs go through `tracing-subscriber`; set `RUST_LOG`
 //! to change the default `info,portcullis=debug` (rejections are logged by portcullis at
 //! DEBUG under the target `portcullis::rejection`).
@@ -70,9 +85,12 @@ use axum::{
     routing::{get, post},
 };
 use portcullis::{
-    AuthError, Authenticate, BearerAuthLayer, HttpRejection, Introspection, Jwt,
-    JwtOrIntrospection, Principal, RegisteredClaims, RequireScopeLayer, RequireStepUpLayer,
-    StepUpPolicy, metadata::ProtectedResource,
+    AuthError, Authenticate, AuthoritySource, BearerAuthLayer, HttpRejection, Introspection, Jwt,
+    JwtOrIntrospection, Principal, RegisteredClaims, RequireRoleLayer, RequireScopeLayer,
+    RequireStepUpLayer, StepUpPolicy,
+    authz::{AuthorityPolicy, RequireClaimLayer},
+    jwt::TenantIssuer,
+    metadata::ProtectedResource,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -110,6 +128,16 @@ async fn main() -> ExitCode {
     for audience in config.audiences() {
         builder = builder.audience(audience);
     }
+    if let Some(template) = &config.template {
+        builder = builder.tenant_issuer(
+            TenantIssuer::new(&template.template)
+                .jwks_uri(&template.jwks_uri)
+                .tenants(&template.tenants),
+        );
+    }
+    for path in &config.roles_claims {
+        builder = builder.authorities(AuthoritySource::path(path));
+    }
     let jwt = match builder.build() {
         Ok(jwt) => jwt,
         Err(error) => {
@@ -123,8 +151,17 @@ async fn main() -> ExitCode {
     let served = match &config.introspection {
         None => serve(&config, jwt.clone(), jwt).await,
         Some(intro) => {
-            let introspection = Introspection::builder()
-                .issuer(&config.issuers[0])
+            let Some(issuer) = config.issuers.first() else {
+                eprintln!("protected_api: introspection needs an --issuer");
+                return ExitCode::from(2);
+            };
+            let introspection = config
+                .roles_claims
+                .iter()
+                .fold(Introspection::builder().issuer(issuer), |b, path| {
+                    b.authorities(AuthoritySource::path(path))
+                });
+            let introspection = introspection
                 .endpoint(&intro.url)
                 .client_credentials(&intro.client_id, &intro.client_secret)
                 .dangerous_accept_missing_audience(intro.accept_missing_aud);
@@ -181,7 +218,12 @@ where
         admin_route = admin_route
             .route_layer(RequireStepUpLayer::new(policy).on_rejection(rejection.clone()));
     }
-    let admin_route = admin_route.route_layer(scope("admin"));
+    // … or the roles of `--require-role` instead of the scope.
+    let admin_route = match &config.required_roles {
+        Some(policy) => admin_route
+            .route_layer(RequireRoleLayer::new(policy.clone()).on_rejection(rejection.clone())),
+        None => admin_route.route_layer(scope("admin")),
+    };
 
     // Every route in `protected` needs a valid token; some need a scope on top, set per
     // method with `route_layer` (which covers only the methods added before it).
@@ -193,9 +235,28 @@ where
                 .route_layer(scope("read"))
                 .merge(post(create_item).route_layer(scope("write"))),
         )
-        .route("/admin", admin_route)
-        // `route_layer`, not `layer`: an unknown path stays `404` instead of becoming `401`.
-        .route_layer(auth_layer(config, auth)?.on_rejection(rejection.clone()));
+        .route("/admin", admin_route);
+    // With `--allowed-client`, only tokens issued to those clients get in: `azp` (OpenID
+    // Connect, Keycloak, Entra v2), `client_id` (RFC 9068) or `appid` (Entra v1).
+    let protected = match &config.allowed_clients {
+        None => protected,
+        Some(clients) => {
+            let clients = Arc::clone(clients);
+            protected.route_layer(
+                RequireClaimLayer::from_predicate(move |claims: &RegisteredClaims| {
+                    let extra = |name: &str| claims.extra.get(name).and_then(Value::as_str);
+                    [claims.client_id.as_deref(), extra("azp"), extra("appid")]
+                        .into_iter()
+                        .flatten()
+                        .any(|client| clients.iter().any(|allowed| allowed == client))
+                })
+                .on_rejection(rejection.clone()),
+            )
+        }
+    };
+    // `route_layer`, not `layer`: an unknown path stays `404` instead of becoming `401`.
+    let protected =
+        protected.route_layer(auth_layer(config, auth)?.on_rejection(rejection.clone()));
 
     let mut app = Router::new().route("/health", get(|| async { "ok" }));
     if let Some(resource) = &resource {
@@ -235,12 +296,14 @@ fn auth_layer<A>(config: &Config, auth: A) -> std::io::Result<BearerAuthLayer<A>
 
 // ── Handlers ─────────────────────────────────────────────────────────────────────────────
 
-/// Any valid token: who is calling, with what scopes, and every claim of the token.
+/// Any valid token: who is calling, with what scopes and roles, and every claim of the token.
 async fn me(principal: Principal) -> Json<Value> {
     Json(json!({
+        "iss": principal.issuer(),
         "sub": principal.subject(),
         "scopes": principal.scopes(),
         "dpop_jkt": principal.confirmation().and_then(|c| c.jwk_thumbprint()),
+        "roles": principal.authorities().iter().collect::<Vec<_>>(),
         "claims": principal.claims(),
     }))
 }
@@ -302,7 +365,7 @@ async fn create_item(
     (StatusCode::CREATED, Json(item))
 }
 
-/// Scope `admin`.
+/// Scope `admin` (or the `--require-role` roles).
 async fn admin(principal: Principal) -> Json<Value> {
     Json(json!({ "message": "welcome, administrator", "sub": principal.subject() }))
 }
@@ -470,7 +533,55 @@ const PUBLIC_URL: Opt = Opt {
     many: false,
     default: None,
 };
-const OPTIONS: [&Opt; 13] = [
+const ROLES_CLAIM: Opt = Opt {
+    flag: "--roles-claim",
+    env: "PORTCULLIS_ROLES_CLAIM",
+    value: "PATH",
+    help: "claim (dotted path) the token's roles are read from; repeatable",
+    many: true,
+    default: None,
+};
+const REQUIRE_ROLE: Opt = Opt {
+    flag: "--require-role",
+    env: "PORTCULLIS_REQUIRE_ROLE",
+    value: "ROLE",
+    help: "role /admin requires instead of the scope `admin`; repeatable, all required",
+    many: true,
+    default: None,
+};
+const ALLOWED_CLIENT: Opt = Opt {
+    flag: "--allowed-client",
+    env: "PORTCULLIS_ALLOWED_CLIENT",
+    value: "ID",
+    help: "client (azp, client_id or appid) allowed to call; repeatable",
+    many: true,
+    default: None,
+};
+const ISSUER_TEMPLATE: Opt = Opt {
+    flag: "--issuer-template",
+    env: "PORTCULLIS_ISSUER_TEMPLATE",
+    value: "URL",
+    help: "multi-tenant issuer with one {tenantid} path segment; tid must match it",
+    many: false,
+    default: None,
+};
+const TEMPLATE_JWKS_URI: Opt = Opt {
+    flag: "--template-jwks-uri",
+    env: "PORTCULLIS_TEMPLATE_JWKS_URI",
+    value: "URL",
+    help: "the JWK Set every tenant of --issuer-template signs with",
+    many: false,
+    default: None,
+};
+const TENANT: Opt = Opt {
+    flag: "--tenant",
+    env: "PORTCULLIS_TENANT",
+    value: "ID",
+    help: "tenant allowed under --issuer-template (default: any); repeatable",
+    many: true,
+    default: None,
+};
+const OPTIONS: [&Opt; 19] = [
     &ISSUER,
     &AUDIENCE,
     &ADDR,
@@ -484,7 +595,21 @@ const OPTIONS: [&Opt; 13] = [
     &DPOP_REQUIRED,
     &DPOP_NONCE,
     &PUBLIC_URL,
+    &ROLES_CLAIM,
+    &REQUIRE_ROLE,
+    &ALLOWED_CLIENT,
+    &ISSUER_TEMPLATE,
+    &TEMPLATE_JWKS_URI,
+    &TENANT,
 ];
+
+/// A multi-tenant issuer template and its key set.
+#[derive(Debug)]
+struct TemplateConfig {
+    template: String,
+    jwks_uri: String,
+    tenants: Vec<String>,
+}
 
 /// Where and as whom opaque tokens are introspected.
 struct IntrospectionConfig {
@@ -518,6 +643,10 @@ struct Config {
     dpop_required: bool,
     dpop_nonce: bool,
     public_url: Option<String>,
+    template: Option<TemplateConfig>,
+    roles_claims: Vec<String>,
+    required_roles: Option<AuthorityPolicy>,
+    allowed_clients: Option<Arc<[String]>>,
 }
 
 impl Config {
@@ -572,8 +701,51 @@ impl Config {
                 )
             })?)),
         };
+        let template = match values.optional(&ISSUER_TEMPLATE)? {
+            None if [&TEMPLATE_JWKS_URI, &TENANT]
+                .iter()
+                .any(|opt| values.0.contains_key(opt.flag)) =>
+            {
+                return Err(format!(
+                    "{} and {} need {}",
+                    TEMPLATE_JWKS_URI.flag, TENANT.flag, ISSUER_TEMPLATE.flag
+                ));
+            }
+            None => None,
+            Some(template) => Some(TemplateConfig {
+                template,
+                jwks_uri: values.single(&TEMPLATE_JWKS_URI)?,
+                tenants: values.list(&TENANT),
+            }),
+        };
+        // A template stands in for `--issuer`; without one, an issuer is required.
+        let issuers = match &template {
+            Some(_) => values.list(&ISSUER),
+            None => values.required_list(&ISSUER)?,
+        };
+        let required_roles = match values.list(&REQUIRE_ROLE) {
+            roles if roles.is_empty() => None,
+            roles => Some(
+                AuthorityPolicy::try_all(roles)
+                    .map_err(|e| format!("{}: {e}", REQUIRE_ROLE.flag))?,
+            ),
+        };
+        if required_roles.is_some() && !values.0.contains_key(ROLES_CLAIM.flag) {
+            return Err(format!(
+                "{} needs {} (where the roles are)",
+                REQUIRE_ROLE.flag, ROLES_CLAIM.flag
+            ));
+        }
+        let allowed_clients = match values.list(&ALLOWED_CLIENT) {
+            clients if clients.is_empty() => None,
+            clients => Some(clients.into()),
+        };
         Ok(Some(Self {
-            issuers: values.required_list(&ISSUER)?,
+            issuers,
+            template,
+            roles_claims: values.list(&ROLES_CLAIM),
+            required_roles,
+            allowed_clients,
             // The canonical URI is an audience of its own; other audiences become optional.
             audiences: match (values.required_list(&AUDIENCE), &resource) {
                 (Ok(list), _) => list,
@@ -678,6 +850,10 @@ impl Values {
         }
     }
 
+    fn list(&self, opt: &Opt) -> Vec<String> {
+        self.0.get(opt.flag).cloned().unwrap_or_default()
+    }
+
     fn optional(&self, opt: &Opt) -> Result<Option<String>, String> {
         match self.0.get(opt.flag) {
             None => Ok(None),
@@ -710,7 +886,7 @@ fn missing(opt: &Opt) -> String {
 fn usage() -> String {
     let mut text = String::from(
         "protected_api: an HTTP API behind portcullis (OAuth 2.0 bearer tokens)\n\n\
-         Usage: protected_api --issuer URL (--audience AUD | --resource URL) [--addr HOST:PORT]\n         \x20      [--introspection-url URL --client-id ID --client-secret SECRET\n         \x20       [--introspection-missing-aud refuse|accept]]\n         \x20      [--require-acr VALUE] [--max-auth-age SECONDS]\n         \x20      [--dpop-required] [--dpop-nonce] [--public-url URL]\n\nOptions:\n",
+         Usage: protected_api --issuer URL (--audience AUD | --resource URL) [--addr HOST:PORT]\n         \x20      [--introspection-url URL --client-id ID --client-secret SECRET\n         \x20       [--introspection-missing-aud refuse|accept]]\n         \x20      [--require-acr VALUE] [--max-auth-age SECONDS]\n         \x20      [--dpop-required] [--dpop-nonce] [--public-url URL]\n         \x20      [--roles-claim PATH]... [--require-role ROLE]... [--allowed-client ID]...\n         \x20      [--issuer-template URL --template-jwks-uri URL [--tenant ID]...]\n\nOptions:\n",
     );
     for opt in OPTIONS {
         let left = format!("{} {}", opt.flag, opt.value).trim_end().to_owned();
@@ -734,7 +910,7 @@ fn usage() -> String {
          \x20 GET  /me             any valid token\n\
          \x20 GET  /items          scope `read`\n\
          \x20 POST /items          scope `write`, body {\"name\": \"...\"}\n\
-         \x20 GET  /admin          scope `admin` (and the step-up policy, if any)\n\
+         \x20 GET  /admin          scope `admin` (or the --require-role roles), and the step-up policy, if any\n\
          \x20 GET  /.well-known/oauth-protected-resource[/path]   metadata (with --resource)\n\n\
          Logging: RUST_LOG (default info,portcullis=debug)\n",
     );
