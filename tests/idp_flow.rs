@@ -982,3 +982,108 @@ async fn the_protected_api_example_demands_dpop_and_nonces_when_asked() {
     let body: Value = ok.json().await.expect("JSON");
     assert_eq!(body["dpop_jkt"], key.thumbprint(), "{body}");
 }
+
+// ── 9. The example's roles, clients and tenant flags (an in-process issuer, no node) ────────
+
+/// `--roles-claim`, `--require-role`, `--allowed-client`, `--issuer-template` with
+/// `--template-jwks-uri` and `--tenant`, end to end through the example process, with
+/// tokens minted by an in-process issuer on `127.0.0.1:0`.
+#[tokio::test]
+async fn the_protected_api_example_enforces_roles_clients_and_tenants() {
+    use support::issuer::{IssuerServer, TestKey, jwks, mint, now};
+
+    const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+    const AUD: &str = "api://orders";
+    let key = TestKey::rsa_a();
+    let issuer = IssuerServer::start(jwks(&[&key])).await;
+    let template = format!("{}/{{tenantid}}/v2.0", issuer.issuer());
+    let jwks_uri = issuer.jwks_uri();
+    let example = ExampleServer::start(
+        issuer.issuer(),
+        AUD,
+        &[
+            "--roles-claim",
+            "realm_access.roles",
+            "--roles-claim",
+            "roles",
+            "--require-role",
+            "admin",
+            "--allowed-client",
+            "web",
+            "--allowed-client",
+            "cli",
+            "--issuer-template",
+            &template,
+            "--template-jwks-uri",
+            &jwks_uri,
+            "--tenant",
+            TENANT,
+        ],
+    )
+    .await;
+    let url = &example.url;
+    let http = client();
+    let token = |iss: String, extra: Value| {
+        let mut claims =
+            json!({ "iss": iss, "aud": AUD, "sub": "u", "exp": now() + 300, "iat": now() });
+        if let (Value::Object(c), Value::Object(e)) = (&mut claims, extra) {
+            c.extend(e);
+        }
+        mint(&key, claims)
+    };
+    let tenant_iss = |tenant: &str| format!("{}/{tenant}/v2.0", issuer.issuer());
+    let context = |what: &str| format!("{what}\n--- example stderr ---\n{}", example.stderr());
+
+    // Keycloak-shaped, exact issuer, allowed client, realm role `admin`.
+    let keycloak = token(
+        issuer.issuer().to_owned(),
+        json!({ "azp": "web", "realm_access": { "roles": ["admin"] } }),
+    );
+    send(http.get(format!("{url}/admin")), Some(&keycloak))
+        .await
+        .assert_ok(&context("GET /admin with the realm role"));
+    let me = send(http.get(format!("{url}/me")), Some(&keycloak)).await;
+    assert_eq!(me.json()["roles"], json!(["admin"]), "{me:?}");
+
+    // Entra-shaped, through the template, app role `admin` (`roles`), v1 client claim.
+    let entra = token(
+        tenant_iss(TENANT),
+        json!({ "tid": TENANT, "appid": "cli", "roles": ["admin"] }),
+    );
+    send(http.get(format!("{url}/admin")), Some(&entra))
+        .await
+        .assert_ok(&context("GET /admin as an allowed tenant"));
+    let me = send(http.get(format!("{url}/me")), Some(&entra)).await;
+    assert_eq!(me.json()["iss"], json!(tenant_iss(TENANT)), "{me:?}");
+
+    // No role: 403 on /admin, fine elsewhere.
+    let user = token(
+        issuer.issuer().to_owned(),
+        json!({ "azp": "web", "roles": ["user"] }),
+    );
+    let answer = send(http.get(format!("{url}/admin")), Some(&user)).await;
+    assert_eq!(answer.status, StatusCode::FORBIDDEN, "{answer:?}");
+    assert_eq!(answer.param("error").as_deref(), Some("insufficient_scope"));
+    send(http.get(format!("{url}/me")), Some(&user))
+        .await
+        .assert_ok(&context("GET /me without the role"));
+
+    // A client that is not allowed: 403 everywhere behind the auth layer.
+    let stranger = token(
+        issuer.issuer().to_owned(),
+        json!({ "azp": "other", "roles": ["admin"] }),
+    );
+    let answer = send(http.get(format!("{url}/me")), Some(&stranger)).await;
+    assert_eq!(answer.status, StatusCode::FORBIDDEN, "{answer:?}");
+
+    // A tenant outside `--tenant`, and a `tid` that is not the tenant of `iss`.
+    let other = "3c2a1b0e-0000-4000-8000-00000000abcd";
+    let outsider = token(tenant_iss(other), json!({ "tid": other, "azp": "web" }));
+    send(http.get(format!("{url}/me")), Some(&outsider))
+        .await
+        .assert_invalid_token("a tenant outside the allowlist");
+    let mismatched = token(tenant_iss(TENANT), json!({ "tid": other, "azp": "web" }));
+    send(http.get(format!("{url}/me")), Some(&mismatched))
+        .await
+        .assert_invalid_token("tid differs from the tenant in iss");
+}
