@@ -11,7 +11,7 @@
 //!   not at all when no source is configured. Scopes are unaffected.
 //! - [`RequireAuthorityLayer`] (alias [`RequireRoleLayer`]): per-route `all`/`any` policies
 //!   over them, as [`RequireScopeLayer`](crate::RequireScopeLayer) is over scopes. Under
-//!   tonic, the `grpc` module's `MethodAuthoritiesLayer` maps methods to policies.
+//!   tonic, `grpc::MethodAuthoritiesLayer` (feature `tonic`) maps methods to policies.
 //! - [`RequireClaimLayer`]: a claim with an exact value or from a set (`azp` allowlist, `tid`,
 //!   `email_verified == true`), or any function over the typed claims.
 //!
