@@ -500,3 +500,82 @@ async fn grpc_role_policy_answers_permission_denied() {
     let response = app.oneshot(request).await.expect("infallible");
     assert_eq!(response.headers()["grpc-status"], "7");
 }
+
+/// Each issuer's tokens must name that issuer's own audience: a token from one issuer for
+/// the other issuer's audience is refused, though the layer accepts both audiences.
+#[tokio::test]
+async fn per_issuer_audiences() {
+    let key = TestKey::rsa_a();
+    let other = "https://other-issuer.example.com";
+    let template = "https://login.microsoftonline.com/{tenantid}/v2.0";
+    let jwt = Jwt::builder()
+        .issuer_with_jwks(ISSUER, jwks(&[&key]))
+        .issuer_with_jwks(other, jwks(&[&key]))
+        .tenant_issuer(TenantIssuer::new(template).jwks(jwks(&[&key])))
+        .issuer_audience(ISSUER, "api://a")
+        .issuer_audience(other, "api://b")
+        .issuer_audience(other, "api://b2")
+        .issuer_audience(template, "api://entra")
+        .build()
+        .expect("every issuer has an audience");
+    let app = Router::new()
+        .route("/", get(|| async { "ok" }))
+        .layer(BearerAuthLayer::new(jwt));
+    let entra = format!("https://login.microsoftonline.com/{TENANT}/v2.0");
+    let token = |iss: &str, aud: &str| {
+        let mut c = claims(iss, json!({ "tid": TENANT }));
+        c["aud"] = json!(aud);
+        mint(&key, c)
+    };
+    let table = [
+        (ISSUER, "api://a", true),
+        (ISSUER, "api://b", false),
+        (ISSUER, AUDIENCE, false),
+        (other, "api://b", true),
+        (other, "api://b2", true),
+        (other, "api://a", false),
+        (&entra, "api://entra", true),
+        (&entra, "api://a", false),
+    ];
+    for (iss, aud, ok) in table {
+        let response = call(&app, "/", Some(&token(iss, aud))).await;
+        if ok {
+            assert_eq!(response.status(), StatusCode::OK, "{iss} {aud}");
+        } else {
+            assert_invalid_token(&response);
+        }
+    }
+
+    // An issuer with neither its own nor a global audience, or audiences for an issuer that
+    // is not configured, are configuration errors.
+    let missing = Jwt::builder()
+        .issuer_with_jwks(ISSUER, jwks(&[&key]))
+        .issuer_with_jwks(other, jwks(&[&key]))
+        .issuer_audience(ISSUER, "api://a")
+        .build();
+    assert!(missing.is_err());
+    let stray = Jwt::builder()
+        .issuer_with_jwks(ISSUER, jwks(&[&key]))
+        .audience(AUDIENCE)
+        .issuer_audience("https://typo.example.com", "api://a")
+        .build();
+    assert!(stray.is_err());
+    // With a global audience too, issuers without their own keep using it.
+    let mixed = Jwt::builder()
+        .issuer_with_jwks(ISSUER, jwks(&[&key]))
+        .issuer_with_jwks(other, jwks(&[&key]))
+        .audience(AUDIENCE)
+        .issuer_audience(other, "api://b")
+        .build()
+        .expect("valid");
+    let app = Router::new()
+        .route("/", get(|| async { "ok" }))
+        .layer(BearerAuthLayer::new(mixed));
+    assert_eq!(
+        call(&app, "/", Some(&token(ISSUER, AUDIENCE)))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    assert_invalid_token(&call(&app, "/", Some(&token(other, AUDIENCE))).await);
+}

@@ -73,6 +73,7 @@ pub struct JwtBuilder<C = RegisteredClaims> {
     max_response_bytes: usize,
     authorities: Vec<AuthoritySource>,
     tenant_issuers: Vec<TenantIssuer>,
+    issuer_audiences: Vec<(String, String)>,
     _claims: PhantomData<fn() -> C>,
 }
 
@@ -90,6 +91,7 @@ impl Default for JwtBuilder {
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             authorities: Vec::new(),
             tenant_issuers: Vec::new(),
+            issuer_audiences: Vec::new(),
             _claims: PhantomData,
         }
     }
@@ -139,6 +141,21 @@ impl<C> JwtBuilder<C> {
     /// and v2 issuers, say). Exact issuers are matched first. None by default.
     pub fn tenant_issuer(mut self, tenant_issuer: TenantIssuer) -> Self {
         self.tenant_issuers.push(tenant_issuer);
+        self
+    }
+
+    /// Tokens of `issuer` (an exact issuer, or a [`TenantIssuer`] template as written) must
+    /// name `audience` (or another audience given for it here) instead of the
+    /// [`audience`](Self::audience)s, so that a token one issuer minted for another API is
+    /// refused even when a sibling issuer uses that API's audience. Repeat for several.
+    /// Default: every issuer uses the `audience` list; an issuer without either is refused
+    /// at `build()`.
+    pub fn issuer_audience(
+        mut self,
+        issuer: impl Into<String>,
+        audience: impl Into<String>,
+    ) -> Self {
+        self.issuer_audiences.push((issuer.into(), audience.into()));
         self
     }
 
@@ -266,6 +283,7 @@ impl<C> JwtBuilder<C> {
             max_response_bytes: self.max_response_bytes,
             authorities: self.authorities,
             tenant_issuers: self.tenant_issuers,
+            issuer_audiences: self.issuer_audiences,
             _claims: PhantomData,
         }
     }
@@ -277,7 +295,8 @@ impl<C> JwtBuilder<C> {
         if self.issuers.is_empty() && self.tenant_issuers.is_empty() {
             return Err(ConfigError::new("at least one issuer is required"));
         }
-        let rules = self.claim_rules.check(true)?;
+        // Per-issuer audiences can stand in for the global ones (checked per issuer below).
+        let rules = self.claim_rules.check(self.issuer_audiences.is_empty())?;
         if self.http_timeout.is_zero()
             || self.http_timeout > MAX_HTTP_TIMEOUT
             || self.max_response_bytes == 0
@@ -363,9 +382,12 @@ impl<C> JwtBuilder<C> {
             self.policy,
             allowed,
         )?;
+        let audiences_by_issuer =
+            super::audiences::per_issuer(&issuers, &self.issuer_audiences, &rules.audiences)?;
         Ok(Jwt {
             inner: Arc::new(Inner {
                 issuers: issuers.into_boxed_slice(),
+                audiences_by_issuer,
                 exact,
                 templates,
                 audiences: rules.audiences,

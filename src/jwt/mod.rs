@@ -35,6 +35,7 @@
 //! # }
 //! ```
 
+mod audiences;
 mod builder;
 pub(crate) mod header;
 mod tenant;
@@ -81,6 +82,8 @@ struct Inner {
     exact: usize,
     templates: Box<[tenant::TemplateCache]>,
     audiences: Box<[Box<str>]>,
+    /// The audiences per key cache (aligned with `issuers`).
+    audiences_by_issuer: Box<[Box<[Box<str>]>]>,
     allowed: AlgSet,
     typ: TypPolicy,
     accept_id_tokens: bool,
@@ -197,7 +200,7 @@ where
             .into());
         }
         inner.time.check(&view, unix_now(), true)?;
-        if !claims::audience_matches(view.aud.as_ref(), &inner.audiences) {
+        if !claims::audience_matches(view.aud.as_ref(), &inner.audiences_by_issuer[index]) {
             return Err(
                 AuthError::invalid_token("the token is not meant for this audience").into(),
             );

@@ -119,14 +119,15 @@ pub(crate) struct Template {
 impl Template {
     pub(crate) fn new(config: &TenantIssuer, allow_http: bool) -> Result<Self, ConfigError> {
         let template = config.template.as_str();
+        let shown = crate::redact::url(template);
         let (prefix, suffix) = template.split_once(TENANT_PLACEHOLDER).ok_or_else(|| {
             ConfigError::new(format!(
-                "the issuer template `{template}` has no {TENANT_PLACEHOLDER}"
+                "the issuer template `{shown}` has no {TENANT_PLACEHOLDER}"
             ))
         })?;
         if suffix.contains(TENANT_PLACEHOLDER) {
             return Err(ConfigError::new(format!(
-                "the issuer template `{template}` has more than one {TENANT_PLACEHOLDER}"
+                "the issuer template `{shown}` has more than one {TENANT_PLACEHOLDER}"
             )));
         }
         // The placeholder must be a whole path segment: after the host's `/`, and followed
@@ -135,16 +136,21 @@ impl Template {
         let in_path = after_scheme.contains('/') && prefix.ends_with('/');
         if !in_path || !(suffix.is_empty() || suffix.starts_with('/')) {
             return Err(ConfigError::new(format!(
-                "the {TENANT_PLACEHOLDER} of `{template}` must be a whole path segment"
+                "the {TENANT_PLACEHOLDER} of `{shown}` must be a whole path segment"
             )));
         }
         if suffix.contains(['?', '#']) {
             return Err(ConfigError::new(format!(
-                "the issuer template `{template}` may not have a query or a fragment"
+                "the issuer template `{shown}` may not have a query or a fragment"
             )));
         }
         // Checks the scheme and that the rest is a URL, with a sample tenant in place.
-        crate::http_client::parse_url(&template.replace(TENANT_PLACEHOLDER, "tenant"), allow_http)?;
+        let sample = parse_url(&template.replace(TENANT_PLACEHOLDER, "tenant"), allow_http)?;
+        if !sample.username().is_empty() || sample.password().is_some() {
+            return Err(ConfigError::new(format!(
+                "the issuer template `{shown}` may not hold credentials"
+            )));
+        }
         let mut allowed = Vec::with_capacity(config.tenants.len());
         for tenant in &config.tenants {
             if !is_tenant(tenant) {
@@ -215,23 +221,30 @@ pub(crate) fn caches(
             .any(|t: &TemplateCache| t.template.describe() == *name)
         {
             return Err(ConfigError::new(format!(
-                "the issuer template `{name}` is listed twice"
+                "the issuer template `{}` is listed twice",
+                crate::redact::url(&name)
             )));
         }
         let (source, initial) = match &config.keys {
             TenantKeys::None => {
                 return Err(ConfigError::new(format!(
-                    "the issuer template `{name}` needs a jwks_uri or a JWK Set"
+                    "the issuer template `{}` needs a jwks_uri or a JWK Set",
+                    crate::redact::url(&name)
                 )));
             }
             TenantKeys::JwksUri(uri) => (Source::JwksUri(parse_url(uri, policy.allow_http)?), None),
             TenantKeys::Static(json) => {
                 let set = keys::parse(json.as_bytes(), allowed).map_err(|e| {
-                    ConfigError::new(format!("the JWK Set of `{name}` is invalid: {}", e.0))
+                    ConfigError::new(format!(
+                        "the JWK Set of `{}` is invalid: {}",
+                        crate::redact::url(&name),
+                        e.0
+                    ))
                 })?;
                 if set.keys.is_empty() {
                     return Err(ConfigError::new(format!(
-                        "the JWK Set of `{name}` has no usable key"
+                        "the JWK Set of `{}` has no usable key",
+                        crate::redact::url(&name)
                     )));
                 }
                 (Source::Static, Some(set))
@@ -374,6 +387,7 @@ mod tests {
             "https://login.example.com/t-{tenantid}/v2.0",
             "https://login.example.com/{tenantid}x/v2.0",
             "https://login.example.com/{tenantid}?x=1",
+            "https://user:pw@login.example.com/{tenantid}/v2.0",
             "http://login.example.com/{tenantid}/v2.0",
             "{tenantid}",
             "login.example.com/{tenantid}",
