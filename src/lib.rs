@@ -18,6 +18,11 @@
 //!   [`Principal::confirmation`].
 //! - **Scopes**: [`RequireScopeLayer`] per route, or [`BearerAuthLayer::require_scopes`]
 //!   for every request.
+//! - **Roles and claims** ([`authz`]): authorities read from claim paths
+//!   ([`AuthoritySource`]), [`RequireRoleLayer`] per route, [`RequireClaimLayer`](authz::RequireClaimLayer)
+//!   conditions on claims.
+//! - **Multi-tenant issuers**: [`TenantIssuer`](jwt::TenantIssuer) templates such as
+//!   `https://login.microsoftonline.com/{tenantid}/v2.0`, and audiences per issuer.
 //! - **Rejections**: `401`/`400`/`403` with `WWW-Authenticate`, `503` with `Retry-After`
 //!   when the issuer cannot be reached; [`OnRejection`] to answer differently.
 //! - **Step-up** (RFC 9470): [`RequireStepUpLayer`] per route requires an `acr` value
@@ -92,7 +97,8 @@
 //! - A resource with a canonical URI (RFC 9728, RFC 8707, MCP) accepts only tokens for it
 //!   when that URI is its only audience: see [`metadata`].
 //! - With several issuers, the token's `iss` picks the issuer before any key is looked
-//!   at, and only that issuer's keys can verify it.
+//!   at, and only that issuer's keys can verify it. An issuer template matches only its
+//!   exact shape with a GUID or DNS-name tenant, and only when `tid` names that tenant.
 //! - Outbound calls refuse redirects and non-`200` answers, time out (5 s) and cap bodies
 //!   (1 MiB for discovery and key sets, 64 KiB for introspection answers); issuer URLs must
 //!   be `https` except on loopback.

@@ -167,8 +167,8 @@ impl RequireClaimLayer<ClaimIn> {
     ///
     /// # Panics
     ///
-    /// As [`ClaimIn::new`] fails; use [`ClaimIn::new`] with [`from_predicate`]
-    /// (Self::from_predicate) for values read from configuration.
+    /// When [`ClaimIn::new`] would fail; for values read from configuration, use
+    /// [`ClaimIn::new`] with [`from_predicate`](Self::from_predicate).
     #[track_caller]
     pub fn equals(name: impl Into<String>, value: impl Into<Value>) -> Self {
         Self::one_of(name, [value.into()])
