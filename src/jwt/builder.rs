@@ -381,6 +381,7 @@ impl<C> JwtBuilder<C> {
             &http,
             self.policy,
             allowed,
+            &jwks_hosts,
         )?;
         let audiences_by_issuer =
             super::audiences::per_issuer(&issuers, &self.issuer_audiences, &rules.audiences)?;

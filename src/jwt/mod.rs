@@ -39,6 +39,7 @@ mod audiences;
 mod builder;
 pub(crate) mod header;
 mod tenant;
+mod tenant_keys;
 
 use std::{
     fmt,
@@ -64,6 +65,7 @@ use header::TypPolicy;
 
 pub use builder::JwtBuilder;
 pub use tenant::{TENANT_PLACEHOLDER, TenantIssuer};
+pub use tenant_keys::DEFAULT_MAX_TENANTS;
 
 pub use crate::claims::{DEFAULT_LEEWAY, MAX_LEEWAY};
 
@@ -136,7 +138,9 @@ impl Jwt {
 /// Why the first attempt could not decide.
 enum Step {
     Reject(AuthError),
-    Refresh(usize),
+    Refresh(tenant::Found),
+    /// A tenant only the template's resolver can judge: (template, tenant).
+    Resolve(usize, Box<str>),
 }
 
 impl From<AuthError> for Step {
@@ -183,11 +187,11 @@ where
             .iss
             .as_deref()
             .ok_or_else(|| AuthError::invalid_token("the token has no issuer"))?;
-        let (index, templated) = match inner.issuers[..inner.exact]
+        let (found, templated) = match inner.issuers[..inner.exact]
             .iter()
             .position(|c| **c.issuer() == *iss)
         {
-            Some(index) => (index, false),
+            Some(index) => (tenant::Found::exact(index), false),
             None => (
                 tenant::find(&inner.templates, iss, view.tid.as_deref())?,
                 true,
@@ -200,16 +204,16 @@ where
             .into());
         }
         inner.time.check(&view, unix_now(), true)?;
-        if !claims::audience_matches(view.aud.as_ref(), &inner.audiences_by_issuer[index]) {
+        if !claims::audience_matches(view.aud.as_ref(), &inner.audiences_by_issuer[found.index]) {
             return Err(
                 AuthError::invalid_token("the token is not meant for this audience").into(),
             );
         }
-        let cache = &inner.issuers[index];
+        let cache = found.cache(&inner.issuers);
         let kid = header.kid.as_deref();
         let (keys, refetch) = match cache.current(Instant::now()) {
             Keys::Ready { keys, refetch } => (keys, refetch && may_refresh),
-            Keys::MustRefresh if may_refresh => return Err(Step::Refresh(index)),
+            Keys::MustRefresh if may_refresh => return Err(Step::Refresh(found.clone())),
             Keys::MustRefresh => {
                 return Err(AuthError::unavailable(
                     "the issuer's keys cannot be fetched",
@@ -245,7 +249,7 @@ where
             // corrupted token, not a rotation.
             let known = kid.is_some_and(|k| keys.has_kid(k));
             return Err(if refetch && !known {
-                Step::Refresh(index)
+                Step::Refresh(found.clone())
             } else if !known && cache.last_fetch_failed() {
                 // The issuer may hold the key but cannot be asked: not the token's fault.
                 AuthError::unavailable("the issuer's keys cannot be fetched", inner.cooldown).into()
@@ -276,6 +280,16 @@ where
             view.cnf,
         )
         .with_authorities(authorities))
+    }
+
+    /// The answer when a retry still cannot decide.
+    fn give_up(&self, step: Step) -> AuthError {
+        match step {
+            Step::Reject(e) => e,
+            Step::Refresh(_) | Step::Resolve(..) => {
+                AuthError::unavailable("the issuer's keys cannot be fetched", self.inner.cooldown)
+            }
+        }
     }
 
     /// Fetches the keys of every issuer that fetches keys, all at once: an explicit warm-up
@@ -312,19 +326,30 @@ where
         match self.validate(token, true) {
             Ok(principal) => Authentication::Ready(Ok(principal)),
             Err(Step::Reject(e)) => Authentication::Ready(Err(e)),
-            Err(Step::Refresh(index)) => {
-                let refresh = self.inner.issuers[index].refresh();
+            Err(Step::Refresh(found)) => {
+                let refresh = found.cache(&self.inner.issuers).refresh();
                 let this = self.clone();
                 let token = token.to_owned();
                 Authentication::Pending(Box::pin(async move {
                     refresh.await;
-                    this.validate(&token, false).map_err(|step| match step {
-                        Step::Reject(e) => e,
-                        Step::Refresh(_) => AuthError::unavailable(
-                            "the issuer's keys cannot be fetched",
-                            this.inner.cooldown,
-                        ),
-                    })
+                    this.validate(&token, false)
+                        .map_err(|step| this.give_up(step))
+                }))
+            }
+            Err(Step::Resolve(at, tenant)) => {
+                let this = self.clone();
+                let token = token.to_owned();
+                Authentication::Pending(Box::pin(async move {
+                    tenant::resolve(&this.inner.templates, at, tenant).await;
+                    // A tenant just accepted may still need its keys fetched.
+                    match this.validate(&token, true) {
+                        Err(Step::Refresh(found)) => {
+                            found.cache(&this.inner.issuers).refresh().await;
+                            this.validate(&token, false)
+                        }
+                        other => other,
+                    }
+                    .map_err(|step| this.give_up(step))
                 }))
             }
         }

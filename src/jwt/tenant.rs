@@ -1,8 +1,14 @@
 //! Multi-tenant issuers: an issuer URL with one `{tenantid}` placeholder (Entra ID's
 //! `https://login.microsoftonline.com/{tenantid}/v2.0`), matched strictly.
 
-use std::{fmt, sync::Arc};
+use std::{fmt, future::Future, sync::Arc, time::Instant};
 
+use futures_util::{FutureExt, future::BoxFuture};
+
+use super::{
+    Step,
+    tenant_keys::{DEFAULT_MAX_TENANTS, Decisions, TenantKeySets},
+};
 use crate::{
     alg::AlgSet,
     error::{AuthError, ConfigError},
@@ -53,13 +59,19 @@ pub struct TenantIssuer {
     pub(crate) template: String,
     pub(crate) keys: TenantKeys,
     pub(crate) tenants: Vec<String>,
+    pub(crate) resolver: Option<Resolver>,
 }
+
+/// An application's async answer to "is this tenant a customer?".
+pub(crate) type Resolver = Arc<dyn Fn(String) -> BoxFuture<'static, bool> + Send + Sync>;
 
 #[derive(Clone, Debug)]
 pub(crate) enum TenantKeys {
     None,
     JwksUri(String),
     Static(String),
+    /// Each tenant's own keys, through discovery at its issuer URL, at most this many.
+    PerTenant(usize),
 }
 
 impl TenantIssuer {
@@ -70,7 +82,43 @@ impl TenantIssuer {
             template: template.into(),
             keys: TenantKeys::None,
             tenants: Vec::new(),
+            resolver: None,
         }
+    }
+
+    /// Finds each tenant's keys through OpenID Connect discovery at the tenant's own issuer
+    /// URL (the token's `iss`; the discovered `issuer` must equal it, and its `jwks_uri` must
+    /// be on the same host unless [`allow_jwks_host`](crate::JwtBuilder::allow_jwks_host)
+    /// names another), keeping the key sets of at most `max_tenants` tenants (default
+    /// [`DEFAULT_MAX_TENANTS`](crate::jwt::DEFAULT_MAX_TENANTS) with
+    /// [`keys_per_tenant_default`](Self::keys_per_tenant_default)). Once that many are
+    /// cached, a new tenant pushes out the least recently used one at most once per
+    /// [`jwks_refresh_cooldown`](crate::JwtBuilder::jwks_refresh_cooldown) and is answered
+    /// `503` meanwhile, so made-up tenants cannot cause more than `max_tenants` discovery
+    /// fetches plus one per cooldown. List [`tenants`](Self::tenants) or set a
+    /// [`resolver`](Self::resolver) to refuse unknown tenants before any fetch.
+    pub fn keys_per_tenant(mut self, max_tenants: usize) -> Self {
+        self.keys = TenantKeys::PerTenant(max_tenants);
+        self
+    }
+
+    /// [`keys_per_tenant`](Self::keys_per_tenant) with its default bound, 100 tenants.
+    pub fn keys_per_tenant_default(self) -> Self {
+        self.keys_per_tenant(DEFAULT_MAX_TENANTS)
+    }
+
+    /// Asks `resolver` whether a tenant outside [`tenants`](Self::tenants) is accepted (a
+    /// lookup in the application's customer list, say). It runs off the request's fast path,
+    /// once per tenant: answers are reused for 5 minutes, at most 4096 of them kept. Only
+    /// tokens whose `iss` fits the template and whose `tid` matches reach it. Default: none
+    /// (without an allowlist every tenant is accepted; with one, only those listed).
+    pub fn resolver<F, Fut>(mut self, resolver: F) -> Self
+    where
+        F: Fn(String) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = bool> + Send + 'static,
+    {
+        self.resolver = Some(Arc::new(move |tenant| resolver(tenant).boxed()));
+        self
     }
 
     /// Fetches the keys for every tenant from `jwks_uri`, cached and refreshed like any
@@ -104,6 +152,7 @@ impl fmt::Debug for TenantIssuer {
         f.debug_struct("TenantIssuer")
             .field("template", &self.template)
             .field("tenants", &self.tenants)
+            .field("resolver", &self.resolver.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -180,28 +229,61 @@ impl Template {
         is_tenant(tenant).then_some(tenant)
     }
 
-    /// Checks a token whose `iss` fits the template: `tid` must name the same tenant, and
-    /// the tenant must be allowed.
-    pub(crate) fn admit(&self, tenant: &str, tid: Option<&str>) -> Result<(), AuthError> {
+    /// Checks a token whose `iss` fits the template: `tid` must name the same tenant; then
+    /// whether the allowlist admits the tenant (`Some`) or leaves it to a resolver (`None`,
+    /// only for tenants a non-empty allowlist does not list).
+    pub(crate) fn admit(&self, tenant: &str, tid: Option<&str>) -> Result<Option<()>, AuthError> {
         if tid != Some(tenant) {
             return Err(AuthError::invalid_token(
                 "the token's tenant (tid) does not match its issuer",
             ));
         }
-        if !self.allowed.is_empty() && !self.allowed.iter().any(|t| **t == *tenant) {
-            return Err(AuthError::invalid_token(
-                "the token's tenant is not trusted",
-            ));
+        if self.allowed.is_empty() || self.allowed.iter().any(|t| **t == *tenant) {
+            Ok(Some(()))
+        } else {
+            Ok(None)
         }
-        Ok(())
     }
 }
 
-/// A template and the index of its key cache among the authenticator's caches.
-#[derive(Debug)]
+/// A template, the index of its slot among the authenticator's caches (its shared keys, or
+/// an empty placeholder when keys are per tenant), its per-tenant key sets and its resolver.
 pub(crate) struct TemplateCache {
     template: Template,
     cache: usize,
+    per_tenant: Option<TenantKeySets>,
+    resolver: Option<Resolver>,
+    decisions: Decisions,
+}
+
+impl fmt::Debug for TemplateCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TemplateCache")
+            .field("template", &self.template)
+            .field("per_tenant", &self.per_tenant)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where a token's keys are: an issuer's or template's slot (`index`, also the key of its
+/// audiences), and for a per-tenant template the tenant's own cache.
+#[derive(Clone)]
+pub(crate) struct Found {
+    pub(crate) index: usize,
+    tenant_keys: Option<JwksCache>,
+}
+
+impl Found {
+    pub(crate) fn exact(index: usize) -> Self {
+        Self {
+            index,
+            tenant_keys: None,
+        }
+    }
+
+    pub(crate) fn cache<'a>(&'a self, issuers: &'a [JwksCache]) -> &'a JwksCache {
+        self.tenant_keys.as_ref().unwrap_or(&issuers[self.index])
+    }
 }
 
 /// Checks each template and appends one key cache per template to `issuers`.
@@ -211,6 +293,7 @@ pub(crate) fn caches(
     http: &HttpClient,
     policy: CachePolicy,
     allowed: AlgSet,
+    other_hosts: &Arc<[Box<str>]>,
 ) -> Result<Box<[TemplateCache]>, ConfigError> {
     let mut templates = Vec::with_capacity(configs.len());
     for config in configs {
@@ -225,7 +308,23 @@ pub(crate) fn caches(
                 crate::redact::url(&name)
             )));
         }
+        let mut per_tenant = None;
         let (source, initial) = match &config.keys {
+            TenantKeys::PerTenant(0) => {
+                return Err(ConfigError::new(
+                    "keys_per_tenant needs a bound of at least 1",
+                ));
+            }
+            TenantKeys::PerTenant(max) => {
+                per_tenant = Some(TenantKeySets::new(
+                    http.clone(),
+                    policy,
+                    allowed,
+                    Arc::clone(other_hosts),
+                    *max,
+                ));
+                (Source::Static, None)
+            }
             TenantKeys::None => {
                 return Err(ConfigError::new(format!(
                     "the issuer template `{}` needs a jwks_uri or a JWK Set",
@@ -253,6 +352,9 @@ pub(crate) fn caches(
         templates.push(TemplateCache {
             template,
             cache: issuers.len(),
+            per_tenant,
+            resolver: config.resolver.clone(),
+            decisions: Decisions::default(),
         });
         issuers.push(JwksCache::new(
             name,
@@ -266,22 +368,48 @@ pub(crate) fn caches(
     Ok(templates.into())
 }
 
-/// The key cache for a token whose `iss` no exact issuer has: the first template it fits,
-/// when its `tid` and the allowlist agree.
-pub(crate) fn find(
+/// Where the keys are for a token whose `iss` no exact issuer has: the first template it
+/// fits, when its `tid` agrees and the allowlist, or the resolver's remembered answer,
+/// accepts the tenant. A tenant only the resolver can judge yields `Step::Resolve`.
+pub(super) fn find(
     templates: &[TemplateCache],
     iss: &str,
     tid: Option<&str>,
-) -> Result<usize, AuthError> {
-    for t in templates {
-        if let Some(tenant) = t.template.tenant(iss) {
-            t.template.admit(tenant, tid)?;
-            return Ok(t.cache);
+) -> Result<Found, Step> {
+    let Some((at, t, tenant)) = templates
+        .iter()
+        .enumerate()
+        .find_map(|(at, t)| Some((at, t, t.template.tenant(iss)?)))
+    else {
+        return Err(AuthError::invalid_token("the token's issuer is not trusted").into());
+    };
+    let now = Instant::now();
+    if t.template.admit(tenant, tid)?.is_none() {
+        match (&t.resolver, t.decisions.get(tenant, now)) {
+            (_, Some(true)) => {}
+            (Some(_), None) => return Err(Step::Resolve(at, tenant.into())),
+            (_, Some(false)) | (None, None) => {
+                return Err(AuthError::invalid_token("the token's tenant is not trusted").into());
+            }
         }
     }
-    Err(AuthError::invalid_token(
-        "the token's issuer is not trusted",
-    ))
+    let tenant_keys = match &t.per_tenant {
+        Some(sets) => Some(sets.get(iss, now)?),
+        None => None,
+    };
+    Ok(Found {
+        index: t.cache,
+        tenant_keys,
+    })
+}
+
+/// Asks the template's resolver about `tenant` and remembers the answer.
+pub(super) async fn resolve(templates: &[TemplateCache], at: usize, tenant: Box<str>) {
+    let Some(t) = templates.get(at) else { return };
+    if let Some(resolver) = &t.resolver {
+        let allowed = resolver(tenant.clone().into_string()).await;
+        t.decisions.put(&tenant, allowed, Instant::now());
+    }
 }
 
 /// A GUID or a DNS name: ASCII letters, digits and `-` in dot-separated, non-empty labels.
@@ -365,7 +493,7 @@ mod tests {
     #[test]
     fn tid_and_allowlist() {
         let open = template(ENTRA_V2);
-        assert!(open.admit(TID, Some(TID)).is_ok());
+        assert_eq!(open.admit(TID, Some(TID)), Ok(Some(())));
         assert!(open.admit(TID, None).is_err());
         assert!(open.admit(TID, Some("other")).is_err());
         assert!(open.admit(TID, Some(&TID.to_uppercase())).is_err());
@@ -374,8 +502,12 @@ mod tests {
             false,
         )
         .expect("valid");
-        assert!(listed.admit(TID, Some(TID)).is_ok());
-        assert!(listed.admit("other", Some("other")).is_err());
+        assert_eq!(listed.admit(TID, Some(TID)), Ok(Some(())));
+        assert_eq!(
+            listed.admit("other", Some("other")),
+            Ok(None),
+            "left to a resolver"
+        );
     }
 
     #[test]
