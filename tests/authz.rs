@@ -3,7 +3,14 @@
 
 mod support;
 
-use std::time::Duration;
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
 
 use axum::{Router, body::Body, routing::get};
 use http::{Request, Response, StatusCode, header};
@@ -578,4 +585,208 @@ async fn per_issuer_audiences() {
         StatusCode::OK
     );
     assert_invalid_token(&call(&app, "/", Some(&token(other, AUDIENCE))).await);
+}
+
+/// An in-process multi-tenant issuer on `127.0.0.1:0`: each known tenant has its own
+/// discovery document (`/{tenant}/v2.0/.well-known/openid-configuration`) and key set; every
+/// tenant the server is asked about is recorded.
+struct TenantIdp {
+    base: String,
+    asked: Arc<Mutex<Vec<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for TenantIdp {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl TenantIdp {
+    async fn start(tenants: Vec<(&'static str, String)>) -> Self {
+        use axum::{
+            Json,
+            extract::{Path, State},
+        };
+        type Shared = (
+            String,
+            Arc<HashMap<String, String>>,
+            Arc<Mutex<Vec<String>>>,
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let keys: HashMap<String, String> = tenants
+            .into_iter()
+            .map(|(t, k)| (t.to_owned(), k))
+            .collect();
+        let asked = Arc::new(Mutex::new(Vec::new()));
+        let state: Shared = (base.clone(), Arc::new(keys), Arc::clone(&asked));
+        let app = Router::new()
+            .route(
+                "/{tenant}/v2.0/.well-known/openid-configuration",
+                get(
+                    |State((base, keys, asked)): State<Shared>, Path(tenant): Path<String>| async move {
+                        asked.lock().expect("lock").push(tenant.clone());
+                        if !keys.contains_key(&tenant) {
+                            return Err(StatusCode::BAD_REQUEST);
+                        }
+                        Ok(Json(json!({
+                            "issuer": format!("{base}/{tenant}/v2.0"),
+                            "jwks_uri": format!("{base}/{tenant}/keys"),
+                        })))
+                    },
+                ),
+            )
+            .route(
+                "/{tenant}/keys",
+                get(
+                    |State((_, keys, _)): State<Shared>, Path(tenant): Path<String>| async move {
+                        keys.get(&tenant).cloned().ok_or(StatusCode::NOT_FOUND)
+                    },
+                ),
+            )
+            .with_state(state);
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self { base, asked, task }
+    }
+
+    fn iss(&self, tenant: &str) -> String {
+        format!("{}/{tenant}/v2.0", self.base)
+    }
+
+    /// The distinct tenants the server was asked about.
+    fn asked(&self) -> HashSet<String> {
+        self.asked.lock().expect("lock").iter().cloned().collect()
+    }
+}
+
+/// Keys found per tenant through discovery: each tenant's tokens verify only with its own
+/// keys, and a flood of made-up tenants reaches the issuer for at most the free slots of the
+/// bounded cache plus one per cooldown.
+#[tokio::test]
+async fn keys_per_tenant_are_isolated_and_bounded() {
+    let (key_a, key_b) = (TestKey::rsa_a(), TestKey::rsa_b());
+    let (a, b) = ("tenant-a", "tenant-b");
+    let idp = TenantIdp::start(vec![(a, jwks(&[&key_a])), (b, jwks(&[&key_b]))]).await;
+    let template = format!("{}/{{tenantid}}/v2.0", idp.base);
+    let jwt = Jwt::builder()
+        .tenant_issuer(TenantIssuer::new(&template).keys_per_tenant(3))
+        .audience(AUDIENCE)
+        .jwks_refresh_cooldown(Duration::from_secs(60))
+        .build()
+        .expect("valid");
+    let app = Router::new()
+        .route(
+            "/",
+            get(|p: Principal| async move { p.issuer().to_owned() }),
+        )
+        .layer(BearerAuthLayer::new(jwt));
+    let token =
+        |key: &TestKey, tenant: &str| mint(key, claims(&idp.iss(tenant), json!({ "tid": tenant })));
+
+    let ok_a = call(&app, "/", Some(&token(&key_a, a))).await;
+    assert_eq!(ok_a.status(), StatusCode::OK);
+    assert_eq!(body(ok_a).await, idp.iss(a));
+    assert_eq!(
+        call(&app, "/", Some(&token(&key_b, b))).await.status(),
+        StatusCode::OK
+    );
+    // Tenant A's key does not speak for tenant B.
+    assert_invalid_token(&call(&app, "/", Some(&token(&key_a, b))).await);
+    assert_eq!(idp.asked(), HashSet::from([a.to_owned(), b.to_owned()]));
+
+    let attacker = TestKey::rsa_a().with_kid("made-up");
+    let mut unavailable = 0;
+    for i in 0..200 {
+        let tenant = format!("made-up-{i}");
+        let status = call(&app, "/", Some(&token(&attacker, &tenant)))
+            .await
+            .status();
+        assert_ne!(status, StatusCode::OK, "{tenant}");
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            unavailable += 1;
+        }
+    }
+    assert_eq!(
+        unavailable, 200,
+        "an issuer that does not know the tenant cannot be asked"
+    );
+    let made_up = idp.asked().len() - 2;
+    assert!(
+        made_up <= 2,
+        "one free slot plus one admission per cooldown, saw {made_up} made-up tenants asked"
+    );
+    // The tenant used last is still cached: it works without asking the issuer again.
+    let asked_before = idp.asked.lock().expect("lock").len();
+    assert_eq!(
+        call(&app, "/", Some(&token(&key_b, b))).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(idp.asked.lock().expect("lock").len(), asked_before);
+}
+
+/// A resolver decides about tenants outside the allowlist, once each; per-tenant discovery
+/// runs only for tenants it accepts.
+#[tokio::test]
+async fn tenant_resolver() {
+    let (key_a, key_b) = (TestKey::rsa_a(), TestKey::rsa_b());
+    let (a, b) = ("tenant-a", "tenant-b");
+    let idp = TenantIdp::start(vec![(a, jwks(&[&key_a])), (b, jwks(&[&key_b]))]).await;
+    let template = format!("{}/{{tenantid}}/v2.0", idp.base);
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&calls);
+    let jwt = Jwt::builder()
+        .tenant_issuer(
+            TenantIssuer::new(&template)
+                .keys_per_tenant_default()
+                .tenants([a])
+                .resolver(move |tenant: String| {
+                    let counted = Arc::clone(&counted);
+                    async move {
+                        counted.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                        tenant == "tenant-b"
+                    }
+                }),
+        )
+        .audience(AUDIENCE)
+        .build()
+        .expect("valid");
+    let app = Router::new()
+        .route("/", get(|| async { "ok" }))
+        .layer(BearerAuthLayer::new(jwt));
+    let token =
+        |key: &TestKey, tenant: &str| mint(key, claims(&idp.iss(tenant), json!({ "tid": tenant })));
+
+    // Listed: no resolver call.
+    assert_eq!(
+        call(&app, "/", Some(&token(&key_a, a))).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+    // Accepted by the resolver, then its keys fetched; the answer is remembered.
+    for _ in 0..3 {
+        assert_eq!(
+            call(&app, "/", Some(&token(&key_b, b))).await.status(),
+            StatusCode::OK
+        );
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    // Refused by the resolver: never sent to the issuer, asked once per tenant.
+    for round in 0..2 {
+        for i in 0..20 {
+            let tenant = format!("made-up-{i}");
+            assert_invalid_token(&call(&app, "/", Some(&token(&key_a, &tenant))).await);
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 21, "round {round}");
+    }
+    assert_eq!(idp.asked(), HashSet::from([a.to_owned(), b.to_owned()]));
+    // The `tid` rule holds before the resolver is asked.
+    let mismatched = mint(&key_b, claims(&idp.iss(b), json!({ "tid": "made-up-x" })));
+    assert_invalid_token(&call(&app, "/", Some(&mismatched)).await);
+    assert_eq!(calls.load(Ordering::SeqCst), 21);
 }
