@@ -790,3 +790,30 @@ async fn tenant_resolver() {
     assert_invalid_token(&call(&app, "/", Some(&mismatched)).await);
     assert_eq!(calls.load(Ordering::SeqCst), 21);
 }
+
+/// Without an allowlist, a resolver judges every tenant.
+#[tokio::test]
+async fn tenant_resolver_without_allowlist_judges_every_tenant() {
+    let key = TestKey::rsa_a();
+    let jwt = Jwt::builder()
+        .tenant_issuer(
+            TenantIssuer::new("https://login.microsoftonline.com/{tenantid}/v2.0")
+                .jwks(jwks(&[&key]))
+                .resolver(|tenant: String| async move { tenant == TENANT }),
+        )
+        .audience(AUDIENCE)
+        .build()
+        .expect("valid");
+    let app = Router::new()
+        .route("/", get(|| async { "ok" }))
+        .layer(BearerAuthLayer::new(jwt));
+    let token = |tenant: &str| {
+        let iss = format!("https://login.microsoftonline.com/{tenant}/v2.0");
+        mint(&key, claims(&iss, json!({ "tid": tenant })))
+    };
+    assert_eq!(
+        call(&app, "/", Some(&token(TENANT))).await.status(),
+        StatusCode::OK
+    );
+    assert_invalid_token(&call(&app, "/", Some(&token(OTHER_TENANT))).await);
+}

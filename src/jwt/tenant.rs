@@ -36,9 +36,11 @@ const MAX_TENANT_LEN: usize = 128;
 /// - the tenant is allowed, when [`tenants`](Self::tenants) lists any.
 ///
 /// Its keys come from the one JWK Set the template names ([`jwks_uri`](Self::jwks_uri),
-/// Entra ID's common keys, or a fixed [`jwks`](Self::jwks) document); tokens of every
-/// tenant are checked against them, so no tenant a token makes up can cause a fetch of
-/// its own. The principal's [`issuer`](crate::Principal::issuer) is the token's own `iss`.
+/// Entra ID's common keys, or a fixed [`jwks`](Self::jwks) document), so no tenant a
+/// token makes up can cause a fetch of its own; or from each tenant's own discovery
+/// document ([`keys_per_tenant`](Self::keys_per_tenant)), in a bounded cache. A
+/// [`resolver`](Self::resolver) can accept tenants the allowlist does not name. The
+/// principal's [`issuer`](crate::Principal::issuer) is the token's own `iss`.
 ///
 /// ```
 /// use portcullis::{Jwt, jwt::TenantIssuer};
@@ -76,7 +78,8 @@ pub(crate) enum TenantKeys {
 
 impl TenantIssuer {
     /// A template holding [`TENANT_PLACEHOLDER`] once, in its path. A key source is
-    /// required: [`jwks_uri`](Self::jwks_uri) or [`jwks`](Self::jwks).
+    /// required: [`jwks_uri`](Self::jwks_uri), [`jwks`](Self::jwks) or
+    /// [`keys_per_tenant`](Self::keys_per_tenant).
     pub fn new(template: impl Into<String>) -> Self {
         Self {
             template: template.into(),
@@ -135,8 +138,9 @@ impl TenantIssuer {
         self
     }
 
-    /// Accepts only these tenants (exact match). Repeat or pass several. Default: every
-    /// tenant whose tokens fit the template.
+    /// Accepts only these tenants (exact match), and those a [`resolver`](Self::resolver)
+    /// accepts. Repeat or pass several. Default: every tenant whose tokens fit the template
+    /// (unless a resolver is set, which then decides about every tenant).
     pub fn tenants<I>(mut self, tenants: I) -> Self
     where
         I: IntoIterator,
@@ -227,6 +231,11 @@ impl Template {
             .strip_prefix(&*self.prefix)?
             .strip_suffix(&*self.suffix)?;
         is_tenant(tenant).then_some(tenant)
+    }
+
+    /// Whether the allowlist names `tenant`.
+    pub(crate) fn lists(&self, tenant: &str) -> bool {
+        self.allowed.iter().any(|t| **t == *tenant)
     }
 
     /// Checks a token whose `iss` fits the template: `tid` must name the same tenant; then
@@ -327,7 +336,7 @@ pub(crate) fn caches(
             }
             TenantKeys::None => {
                 return Err(ConfigError::new(format!(
-                    "the issuer template `{}` needs a jwks_uri or a JWK Set",
+                    "the issuer template `{}` needs a jwks_uri, a JWK Set or keys_per_tenant",
                     crate::redact::url(&name)
                 )));
             }
@@ -384,7 +393,13 @@ pub(super) fn find(
         return Err(AuthError::invalid_token("the token's issuer is not trusted").into());
     };
     let now = Instant::now();
-    if t.template.admit(tenant, tid)?.is_none() {
+    let admitted = t.template.admit(tenant, tid)?.is_some();
+    // With a resolver, every tenant the allowlist does not name is the resolver's to judge.
+    let unlisted = match &t.resolver {
+        Some(_) => !t.template.lists(tenant),
+        None => !admitted,
+    };
+    if unlisted {
         match (&t.resolver, t.decisions.get(tenant, now)) {
             (_, Some(true)) => {}
             (Some(_), None) => return Err(Step::Resolve(at, tenant.into())),
