@@ -3,6 +3,9 @@
 
 use crate::{error::ConfigError, jwks::JwksCache};
 
+/// A list of accepted audiences.
+pub(super) type Audiences = Box<[Box<str>]>;
+
 /// The audiences each key cache's tokens must name, aligned with `caches`: the issuer's own
 /// when [`JwtBuilder::issuer_audience`](crate::JwtBuilder::issuer_audience) set any, else
 /// `global`.
@@ -13,7 +16,7 @@ pub(super) fn per_issuer(
     caches: &[JwksCache],
     own: &[(String, String)],
     global: &[Box<str>],
-) -> Result<Box<[Box<[Box<str>]>]>, ConfigError> {
+) -> Result<Box<[Audiences]>, ConfigError> {
     if let Some((issuer, _)) = own
         .iter()
         .find(|(issuer, _)| !caches.iter().any(|c| **c.issuer() == **issuer))
@@ -29,7 +32,7 @@ pub(super) fn per_issuer(
     caches
         .iter()
         .map(|cache| {
-            let mine: Box<[Box<str>]> = own
+            let mine: Audiences = own
                 .iter()
                 .filter(|(issuer, _)| **cache.issuer() == **issuer)
                 .map(|(_, audience)| audience.as_str().into())

@@ -85,7 +85,7 @@ struct Inner {
     templates: Box<[tenant::TemplateCache]>,
     audiences: Box<[Box<str>]>,
     /// The audiences per key cache (aligned with `issuers`).
-    audiences_by_issuer: Box<[Box<[Box<str>]>]>,
+    audiences_by_issuer: Box<[audiences::Audiences]>,
     allowed: AlgSet,
     typ: TypPolicy,
     accept_id_tokens: bool,
