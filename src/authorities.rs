@@ -480,7 +480,10 @@ mod tests {
             AuthoritySource::path(".a"),
             AuthoritySource::segments(Vec::<String>::new()),
         ] {
-            assert!(AuthorityClaims::new(std::slice::from_ref(&bad)).is_err(), "{bad:?}");
+            assert!(
+                AuthorityClaims::new(std::slice::from_ref(&bad)).is_err(),
+                "{bad:?}"
+            );
         }
         let twice = [
             AuthoritySource::path("roles"),

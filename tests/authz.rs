@@ -817,3 +817,102 @@ async fn tenant_resolver_without_allowlist_judges_every_tenant() {
     );
     assert_invalid_token(&call(&app, "/", Some(&token(OTHER_TENANT))).await);
 }
+
+/// Introspection answers carry roles too (Keycloak puts `realm_access` in them).
+#[tokio::test]
+async fn roles_from_introspection_answers() {
+    use support::introspection::{active, builder, server::IntrospectionServer};
+
+    let server = IntrospectionServer::start().await;
+    let introspection = builder(&server)
+        .authorities(AuthoritySource::path("realm_access.roles").prefix("realm:"))
+        .build()
+        .expect("valid");
+    let app = Router::new()
+        .route("/admin", get(|| async { "admin" }))
+        .route_layer(RequireRoleLayer::all(["realm:admin"]))
+        .layer(BearerAuthLayer::new(introspection));
+    let mut admin = active("alice", "read");
+    admin["realm_access"] = json!({ "roles": ["admin"] });
+    server.answer("opaque-admin", admin);
+    let mut user = active("bob", "read");
+    user["realm_access"] = json!({ "roles": ["user"] });
+    server.answer("opaque-user", user);
+    let mut repeated = active("mallory", "read");
+    repeated["realm_access"] = json!({ "roles": ["user"] });
+    server.answer_raw(
+        "opaque-repeated",
+        &repeated.to_string().replacen(
+            "\"roles\":[\"user\"]",
+            "\"roles\":[\"user\"],\"roles\":[\"admin\"]",
+            1,
+        ),
+    );
+
+    assert_eq!(
+        call(&app, "/admin", Some("opaque-admin")).await.status(),
+        StatusCode::OK
+    );
+    assert_forbidden(&call(&app, "/admin", Some("opaque-user")).await);
+    // A repeated roles member makes the answer unusable, not an admin.
+    assert_invalid_token(&call(&app, "/admin", Some("opaque-repeated")).await);
+}
+
+#[cfg(feature = "tonic")]
+#[tokio::test]
+async fn grpc_roles_per_method() {
+    use portcullis::grpc::MethodAuthoritiesLayer;
+
+    let key = TestKey::rsa_a();
+    let jwt = Jwt::builder()
+        .issuer_with_jwks(ISSUER, jwks(&[&key]))
+        .audience(AUDIENCE)
+        .authorities(AuthoritySource::path("roles"))
+        .build()
+        .expect("valid");
+    let app = Router::new()
+        .route("/shop.v1.Shop/Get", axum::routing::post(|| async { "ok" }))
+        .route(
+            "/shop.v1.Shop/Restock",
+            axum::routing::post(|| async { "ok" }),
+        )
+        .route("/shop.v1.Other/Get", axum::routing::post(|| async { "ok" }))
+        .layer(
+            MethodAuthoritiesLayer::new()
+                .service("shop.v1.Shop", AuthorityPolicy::any(["clerk", "admin"]))
+                .method("/shop.v1.Shop/Restock", AuthorityPolicy::all(["admin"])),
+        )
+        .layer(BearerAuthLayer::new(jwt).grpc());
+    let clerk = mint(&key, claims(ISSUER, json!({ "roles": ["clerk"] })));
+    let status = |path: &'static str, token: String| {
+        let app = app.clone();
+        async move {
+            let request = Request::post(path)
+                .header(header::AUTHORIZATION, format!("Bearer {token}"))
+                .header(header::CONTENT_TYPE, "application/grpc")
+                .body(Body::empty())
+                .expect("request");
+            let response = app.oneshot(request).await.expect("infallible");
+            response
+                .headers()
+                .get("grpc-status")
+                .map(|v| v.to_str().expect("ascii").to_owned())
+        }
+    };
+    assert_eq!(
+        status("/shop.v1.Shop/Get", clerk.clone()).await,
+        None,
+        "passed"
+    );
+    assert_eq!(
+        status("/shop.v1.Shop/Restock", clerk.clone())
+            .await
+            .as_deref(),
+        Some("7")
+    );
+    assert_eq!(
+        status("/shop.v1.Other/Get", clerk).await.as_deref(),
+        Some("7"),
+        "unmapped"
+    );
+}
