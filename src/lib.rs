@@ -64,7 +64,7 @@
 //!
 //! | feature | default | what it adds |
 //! |---|---|---|
-//! | `axum` | yes | extractors for [`Principal`] and [`Scopes`] |
+//! | `axum` | yes | extractors for [`Principal`], [`Scopes`] and [`Authorities`] |
 //! | `introspection` | yes | RFC 7662 introspection for opaque tokens |
 //! | `tracing` | yes | rejections at DEBUG (`portcullis::rejection`), issuer failures at WARN |
 //! | `aws-lc-rs` | yes | signature checks through aws-lc-rs |

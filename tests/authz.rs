@@ -15,8 +15,8 @@ use std::{
 use axum::{Router, body::Body, routing::get};
 use http::{Request, Response, StatusCode, header};
 use portcullis::{
-    AuthoritySource, BearerAuthLayer, Jwt, Principal, RegisteredClaims, RequireAuthorityLayer,
-    RequireRoleLayer,
+    Authorities, AuthoritySource, BearerAuthLayer, Jwt, Principal, RegisteredClaims,
+    RequireAuthorityLayer, RequireRoleLayer,
     authz::{AuthorityPolicy, RequireClaimLayer},
     jwt::TenantIssuer,
 };
@@ -96,12 +96,13 @@ fn app(jwt: Jwt, admin: &str, edit: [&str; 2]) -> Router {
         )
         .merge(Router::new().route(
             "/me",
-            get(|p: Principal| async move {
-                format!(
-                    "{} {}",
-                    p.issuer(),
-                    p.authorities().iter().collect::<Vec<_>>().join(",")
-                )
+            get(|p: Principal, a: Authorities| async move {
+                assert_eq!(
+                    p.authorities(),
+                    &a,
+                    "the extension differs from the principal's"
+                );
+                format!("{} {}", p.issuer(), a.iter().collect::<Vec<_>>().join(","))
             }),
         ))
         .layer(BearerAuthLayer::new(jwt))
