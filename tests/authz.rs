@@ -792,15 +792,21 @@ async fn tenant_resolver() {
     assert_eq!(calls.load(Ordering::SeqCst), 21);
 }
 
-/// Without an allowlist, a resolver judges every tenant.
+/// Without an allowlist, a resolver judges every tenant; with shared keys, only tokens whose
+/// signature verifies reach it.
 #[tokio::test]
 async fn tenant_resolver_without_allowlist_judges_every_tenant() {
     let key = TestKey::rsa_a();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&calls);
     let jwt = Jwt::builder()
         .tenant_issuer(
             TenantIssuer::new("https://login.microsoftonline.com/{tenantid}/v2.0")
                 .jwks(jwks(&[&key]))
-                .resolver(|tenant: String| async move { tenant == TENANT }),
+                .resolver(move |tenant: String| {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    async move { tenant == TENANT }
+                }),
         )
         .audience(AUDIENCE)
         .build()
@@ -817,6 +823,16 @@ async fn tenant_resolver_without_allowlist_judges_every_tenant() {
         StatusCode::OK
     );
     assert_invalid_token(&call(&app, "/", Some(&token(OTHER_TENANT))).await);
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    // Forged tokens for made-up tenants never reach the resolver.
+    let forger = TestKey::rsa_b().with_kid("rsa-a");
+    for i in 0..20 {
+        let tenant = format!("forged-{i}");
+        let iss = format!("https://login.microsoftonline.com/{tenant}/v2.0");
+        let forged = mint(&forger, claims(&iss, json!({ "tid": tenant })));
+        assert_invalid_token(&call(&app, "/", Some(&forged)).await);
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
 
 /// Introspection answers carry roles too (Keycloak puts `realm_access` in them).

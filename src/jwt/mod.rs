@@ -259,6 +259,9 @@ where
                 AuthError::invalid_token("no trusted key matches the token").into()
             });
         }
+        if let Some(step) = found.undecided() {
+            return Err(step);
+        }
         let claims: C = serde_json::from_slice(&payload).map_err(|_| {
             AuthError::invalid_token("the token's claims do not have the expected shape")
         })?;

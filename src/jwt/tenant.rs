@@ -113,7 +113,9 @@ impl TenantIssuer {
     /// Asks `resolver` whether a tenant outside [`tenants`](Self::tenants) is accepted (a
     /// lookup in the application's customer list, say). It runs off the request's fast path,
     /// once per tenant: answers are reused for 5 minutes, at most 4096 of them kept. Only
-    /// tokens whose `iss` fits the template and whose `tid` matches reach it. Default: none
+    /// tokens whose `iss` fits the template and whose `tid` matches reach it; with shared
+    /// keys, only once their signature has verified (with per-tenant keys it must be asked
+    /// before the tenant's keys are fetched). Default: none
     /// (without an allowlist every tenant is accepted; with one, only those listed).
     pub fn resolver<F, Fut>(mut self, resolver: F) -> Self
     where
@@ -280,6 +282,9 @@ impl fmt::Debug for TemplateCache {
 pub(crate) struct Found {
     pub(crate) index: usize,
     tenant_keys: Option<JwksCache>,
+    /// A tenant the resolver must judge once the signature has verified (shared keys):
+    /// (template, tenant).
+    undecided: Option<(usize, Box<str>)>,
 }
 
 impl Found {
@@ -287,7 +292,14 @@ impl Found {
         Self {
             index,
             tenant_keys: None,
+            undecided: None,
         }
+    }
+
+    /// For a verified token whose tenant only the resolver can judge, the step that asks it.
+    pub(crate) fn undecided(&self) -> Option<Step> {
+        let (at, tenant) = self.undecided.as_ref()?;
+        Some(Step::Resolve(*at, tenant.clone()))
     }
 
     pub(crate) fn cache<'a>(&'a self, issuers: &'a [JwksCache]) -> &'a JwksCache {
@@ -399,10 +411,16 @@ pub(super) fn find(
         Some(_) => !t.template.lists(tenant),
         None => !admitted,
     };
+    let mut undecided = None;
     if unlisted {
         match (&t.resolver, t.decisions.get(tenant, now)) {
             (_, Some(true)) => {}
-            (Some(_), None) => return Err(Step::Resolve(at, tenant.into())),
+            // With per-tenant keys the resolver is asked before any fetch; with shared keys,
+            // after the signature verifies, so forged tokens never reach it.
+            (Some(_), None) if t.per_tenant.is_some() => {
+                return Err(Step::Resolve(at, tenant.into()));
+            }
+            (Some(_), None) => undecided = Some((at, tenant.into())),
             (_, Some(false)) | (None, None) => {
                 return Err(AuthError::invalid_token("the token's tenant is not trusted").into());
             }
@@ -415,6 +433,7 @@ pub(super) fn find(
     Ok(Found {
         index: t.cache,
         tenant_keys,
+        undecided,
     })
 }
 
