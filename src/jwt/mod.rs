@@ -122,9 +122,12 @@ impl<C> fmt::Debug for Jwt<C> {
 }
 
 impl<C> Jwt<C> {
-    /// The trusted issuers, in configuration order.
+    /// The trusted exact issuers, in configuration order.
     pub(crate) fn issuer_names(&self) -> impl Iterator<Item = &str> {
-        self.inner.issuers.iter().map(|c| &**c.issuer())
+        // Exact issuers only: a tenant template is no authorization server's name.
+        self.inner.issuers[..self.inner.exact]
+            .iter()
+            .map(|c| &**c.issuer())
     }
 }
 
