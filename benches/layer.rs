@@ -5,6 +5,9 @@
 //!
 //! - `introspection`: one `JwtOrIntrospection` layer; `cached` is an opaque token whose
 //!   introspection answer is cached, `rs256_jwt` an RS256 JWT validated locally.
+//! - `dpop`: `bearer` is an RS256 token sent as `Bearer`, `dpop` the same claims bound by
+//!   `cnf.jkt` sent as `DPoP` with a fresh ES256 proof, `es256_verify` the proof's signature
+//!   check alone (the floor of the extra cost).
 //! - `rs256`, `es256`, `eddsa`: `raw_decode` is `jsonwebtoken::decode::<serde_json::Value>`
 //!   (alg, `iss`, `aud`, `exp`/`nbf` checked; every claim delivered, as
 //!   [`RegisteredClaims::extra`](portcullis::RegisteredClaims) does); `layer` is
@@ -436,5 +439,182 @@ async fn introspection_endpoint(calls: Arc<AtomicUsize>) -> String {
     format!("http://{addr}/introspect")
 }
 
-criterion_group!(benches, rs256, es256, eddsa, introspection);
+/// `dpop/bearer` vs `dpop/dpop` vs `dpop/es256_verify`: the same RS256 token claims through
+/// one layer, unbound with `Authorization: Bearer`, and bound (`cnf.jkt`) with
+/// `Authorization: DPoP` and a fresh ES256 proof per request (signed outside the timed
+/// part); `es256_verify` is the proof's signature check alone, the floor of the extra cost.
+fn dpop(c: &mut Criterion) {
+    use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
+    use portcullis::dpop::InMemoryReplayStore;
+    use sha2::{Digest, Sha256};
+
+    let rt = runtime();
+    portcullis::__doc_support::install_crypto_provider();
+    let rsa = EncodingKey::from_rsa_pem(include_bytes!("../tests/keys/rsa-a.pem")).expect("RSA");
+    let mut rsa_jwk = Jwk::from_encoding_key(&rsa, jsonwebtoken::Algorithm::RS256).expect("JWK");
+    rsa_jwk.common.key_id = Some("bench-dpop".to_owned());
+    let jwks = serde_json::to_string(&JwkSet {
+        keys: vec![rsa_jwk],
+    })
+    .expect("JWK Set");
+    let jwt = Jwt::builder()
+        .issuer_with_jwks(ISSUER, jwks)
+        .audience(AUDIENCE)
+        .build()
+        .expect("valid configuration");
+
+    // The proof key (ES256) and its RFC 7638 thumbprint.
+    let ec = EncodingKey::from_ec_pem(include_bytes!("../tests/keys/ec-p256.pem")).expect("EC");
+    let ec_jwk = serde_json::to_value(
+        Jwk::from_encoding_key(&ec, jsonwebtoken::Algorithm::ES256).expect("JWK"),
+    )
+    .expect("JWK JSON");
+    let public =
+        serde_json::json!({"kty": "EC", "crv": "P-256", "x": ec_jwk["x"], "y": ec_jwk["y"]});
+    let canonical = format!(
+        r#"{{"crv":"P-256","kty":"EC","x":"{}","y":"{}"}}"#,
+        ec_jwk["x"].as_str().expect("x"),
+        ec_jwk["y"].as_str().expect("y")
+    );
+    let jkt = URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes()));
+
+    let now = || {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("clock after 1970")
+            .as_secs()
+    };
+    let mint = |cnf: bool| {
+        let mut header = Header::new(jsonwebtoken::Algorithm::RS256);
+        header.typ = Some("at+jwt".to_owned());
+        header.kid = Some("bench-dpop".to_owned());
+        let mut claims = serde_json::json!({
+            "iss": ISSUER, "sub": "user-1234", "aud": AUDIENCE,
+            "exp": now() + 3600, "iat": now(), "jti": "0b7e6c5c-5d2b-4c2e-9a53-6c1f5f2f6a10",
+            "client_id": "bench-client", "scope": "orders:read orders:write profile",
+        });
+        if cnf {
+            claims["cnf"] = serde_json::json!({ "jkt": jkt });
+        }
+        jsonwebtoken::encode(&header, &claims, &rsa).expect("signed token")
+    };
+    let bearer_token = mint(false);
+    let bound_token = mint(true);
+    let ath = URL_SAFE_NO_PAD.encode(Sha256::digest(bound_token.as_bytes()));
+    let htu = "http://api.example.com/orders";
+    let proof_header = URL_SAFE_NO_PAD.encode(
+        serde_json::to_vec(&serde_json::json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": public}))
+            .expect("JSON"),
+    );
+    let serial = AtomicUsize::new(0);
+    let proof = || {
+        let claims = serde_json::json!({
+            "jti": format!("bench-{}", serial.fetch_add(1, Ordering::Relaxed)),
+            "htm": "GET", "htu": htu, "iat": now(), "ath": ath,
+        });
+        let message = format!(
+            "{proof_header}.{}",
+            URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).expect("JSON"))
+        );
+        let signature =
+            jsonwebtoken::crypto::sign(message.as_bytes(), &ec, jsonwebtoken::Algorithm::ES256)
+                .expect("ES256");
+        format!("{message}.{signature}")
+    };
+    let request = |scheme: &str, token: &str, proof: Option<String>| {
+        let mut req = Request::get(htu).body(()).expect("request");
+        let value = HeaderValue::try_from(format!("{scheme} {token}")).expect("header value");
+        req.headers_mut().insert(AUTHORIZATION, value);
+        if let Some(proof) = proof {
+            req.headers_mut()
+                .insert("dpop", HeaderValue::try_from(proof).expect("header value"));
+        }
+        req
+    };
+
+    // Each timed request records one proof: a store large enough for a run (criterion
+    // makes at most a few hundred thousand calls here), with a short window so entries go.
+    let service = BearerAuthLayer::new(jwt)
+        .dpop_window(Duration::from_secs(5), Duration::from_secs(1))
+        .dpop_replay_store(InMemoryReplayStore::new(2_000_000))
+        .layer(service_fn(|req: Request<()>| async move {
+            let mut response = Response::new(());
+            if req.extensions().get::<Principal>().is_none() {
+                *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+            }
+            Ok::<_, Infallible>(response)
+        }));
+
+    // Both succeed; a replayed proof does not.
+    let ok = |req| {
+        rt.block_on(service.clone().oneshot(req))
+            .expect("infallible")
+            .status()
+    };
+    assert_eq!(
+        ok(request("Bearer", &bearer_token, None)),
+        StatusCode::OK,
+        "bearer"
+    );
+    let once = proof();
+    assert_eq!(
+        ok(request("DPoP", &bound_token, Some(once.clone()))),
+        StatusCode::OK,
+        "dpop"
+    );
+    assert_eq!(
+        ok(request("DPoP", &bound_token, Some(once.clone()))),
+        StatusCode::UNAUTHORIZED,
+        "replayed proof"
+    );
+    let (message, signature) = once.rsplit_once('.').expect("compact JWS");
+    let ec_public = DecodingKey::from_ec_components(
+        ec_jwk["x"].as_str().expect("x"),
+        ec_jwk["y"].as_str().expect("y"),
+    )
+    .expect("EC public key");
+
+    let mut group = c.benchmark_group("dpop");
+    group.bench_function("bearer", |b| {
+        b.to_async(&rt).iter_batched(
+            || (service.clone(), request("Bearer", &bearer_token, None)),
+            |(service, req)| async move {
+                black_box(service.oneshot(req).await.expect("infallible"))
+            },
+            BatchSize::SmallInput,
+        );
+    });
+    group.bench_function("dpop", |b| {
+        b.to_async(&rt).iter_batched(
+            || {
+                (
+                    service.clone(),
+                    request("DPoP", &bound_token, Some(proof())),
+                )
+            },
+            |(service, req)| async move {
+                let response = service.oneshot(req).await.expect("infallible");
+                assert_eq!(response.status(), StatusCode::OK);
+                black_box(response)
+            },
+            BatchSize::SmallInput,
+        );
+    });
+    group.bench_function("es256_verify", |b| {
+        b.iter(|| {
+            black_box(
+                jsonwebtoken::crypto::verify(
+                    signature,
+                    message.as_bytes(),
+                    &ec_public,
+                    jsonwebtoken::Algorithm::ES256,
+                )
+                .expect("verifies"),
+            )
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, rs256, es256, eddsa, introspection, dpop);
 criterion_main!(benches);

@@ -12,7 +12,7 @@
 //! | `GET /me` | any valid token; answers its subject, scopes and claims |
 //! | `GET /items` | scope `read` |
 //! | `POST /items` | scope `write`; body `{"name": "…"}`, answers `201` |
-//! | `GET /admin` | scope `admin` (and the step-up policy, if any) |
+//! | `GET /admin` | scope `admin` (or the roles of `--require-role`), and the step-up policy, if any |
 //! | `GET /.well-known/oauth-protected-resource[/path]` | nothing; only with `--resource` |
 //!
 //! Then call it with an access token from your issuer:
@@ -44,6 +44,31 @@
 //! bundle trusted for every call to the issuer). `--metrics-addr HOST:PORT` serves
 //! portcullis' metrics in Prometheus text format at `/metrics` on that address.
 //!
+//! DPoP-bound tokens (RFC 9449) are accepted out of the box, with their proof:
+//!
+//! ```text
+//! curl -i http://127.0.0.1:8080/me -H "Authorization: DPoP $ACCESS_TOKEN" -H "DPoP: $PROOF"
+//! ```
+//!
+//! `--dpop-required` refuses plain bearer tokens, `--dpop-nonce` demands server nonces
+//! (`DPoP-Nonce`), and `--public-url https://api.example.com` sets the external URL that
+//! proofs name in `htu` when the API runs behind a proxy.
+//!
+//! Roles and clients: `--roles-claim realm_access.roles` (repeatable; a dotted path, a
+//! string or an array) reads roles from the token, and `--require-role admin` (repeatable,
+//! all required) guards `/admin` with them instead of the scope. `--allowed-client ID`
+//! (repeatable) admits only tokens whose `azp`, `client_id` or `appid` is one of them.
+//!
+//! Multi-tenant (Entra ID): instead of, or besides, `--issuer`, trust every tenant of a
+//! template, with the template's one key set; `--tenant ID` (repeatable) lists the allowed
+//! tenants:
+//!
+//! ```text
+//!     --issuer-template 'https://login.microsoftonline.com/{tenantid}/v2.0' \
+//!     --template-jwks-uri https://login.microsoftonline.com/common/discovery/v2.0/keys \
+//!     --tenant 72f988bf-86f1-41af-91ab-2d7cd011db47
+//! ```
+//!
 //! Run with `--help` for every option. Logs go through `tracing-subscriber`; set `RUST_LOG`
 //! to change the default `info,portcullis=debug` (rejections are logged by portcullis at
 //! DEBUG under the target `portcullis::rejection`).
@@ -65,9 +90,12 @@ use axum::{
     routing::{get, post},
 };
 use portcullis::{
-    AuthError, Authenticate, BearerAuthLayer, HttpRejection, Introspection, Jwt,
-    JwtOrIntrospection, Principal, RegisteredClaims, RequireScopeLayer, RequireStepUpLayer,
-    StepUpPolicy, metadata::ProtectedResource,
+    AuthError, Authenticate, AuthoritySource, BearerAuthLayer, HttpRejection, Introspection, Jwt,
+    JwtOrIntrospection, Principal, RegisteredClaims, RequireRoleLayer, RequireScopeLayer,
+    RequireStepUpLayer, StepUpPolicy,
+    authz::{AuthorityPolicy, RequireClaimLayer},
+    jwt::TenantIssuer,
+    metadata::ProtectedResource,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -124,6 +152,16 @@ async fn main() -> ExitCode {
     for audience in config.audiences() {
         builder = builder.audience(audience);
     }
+    if let Some(template) = &config.template {
+        builder = builder.tenant_issuer(
+            TenantIssuer::new(&template.template)
+                .jwks_uri(&template.jwks_uri)
+                .tenants(&template.tenants),
+        );
+    }
+    for path in &config.roles_claims {
+        builder = builder.authorities(AuthoritySource::path(path));
+    }
     let jwt = match builder.build() {
         Ok(jwt) => jwt,
         Err(error) => {
@@ -137,15 +175,21 @@ async fn main() -> ExitCode {
     let served = match &config.introspection {
         None => serve(&config, jwt.clone(), jwt).await,
         Some(intro) => {
-            let mut introspection = Introspection::builder();
+            let Some(issuer) = config.issuers.first() else {
+                eprintln!("protected_api: introspection needs an --issuer");
+                return ExitCode::from(2);
+            };
+            let mut introspection = Introspection::builder().issuer(issuer);
             if let Some(ca) = &ca {
                 introspection = introspection.add_root_certificate_pem(ca.clone());
             }
             if let Some(proxy) = &config.proxy {
                 introspection = introspection.proxy(proxy);
             }
+            let introspection = config.roles_claims.iter().fold(introspection, |b, path| {
+                b.authorities(AuthoritySource::path(path))
+            });
             let introspection = introspection
-                .issuer(&config.issuers[0])
                 .endpoint(&intro.url)
                 .client_credentials(&intro.client_id, &intro.client_secret)
                 .dangerous_accept_missing_audience(intro.accept_missing_aud);
@@ -202,7 +246,12 @@ where
         admin_route = admin_route
             .route_layer(RequireStepUpLayer::new(policy).on_rejection(rejection.clone()));
     }
-    let admin_route = admin_route.route_layer(scope("admin"));
+    // … or the roles of `--require-role` instead of the scope.
+    let admin_route = match &config.required_roles {
+        Some(policy) => admin_route
+            .route_layer(RequireRoleLayer::new(policy.clone()).on_rejection(rejection.clone())),
+        None => admin_route.route_layer(scope("admin")),
+    };
 
     // Every route in `protected` needs a valid token; some need a scope on top, set per
     // method with `route_layer` (which covers only the methods added before it).
@@ -214,9 +263,28 @@ where
                 .route_layer(scope("read"))
                 .merge(post(create_item).route_layer(scope("write"))),
         )
-        .route("/admin", admin_route)
-        // `route_layer`, not `layer`: an unknown path stays `404` instead of becoming `401`.
-        .route_layer(BearerAuthLayer::new(auth).on_rejection(rejection.clone()));
+        .route("/admin", admin_route);
+    // With `--allowed-client`, only tokens issued to those clients get in: `azp` (OpenID
+    // Connect, Keycloak, Entra v2), `client_id` (RFC 9068) or `appid` (Entra v1).
+    let protected = match &config.allowed_clients {
+        None => protected,
+        Some(clients) => {
+            let clients = Arc::clone(clients);
+            protected.route_layer(
+                RequireClaimLayer::from_predicate(move |claims: &RegisteredClaims| {
+                    let extra = |name: &str| claims.extra.get(name).and_then(Value::as_str);
+                    [claims.client_id.as_deref(), extra("azp"), extra("appid")]
+                        .into_iter()
+                        .flatten()
+                        .any(|client| clients.iter().any(|allowed| allowed == client))
+                })
+                .on_rejection(rejection.clone()),
+            )
+        }
+    };
+    // `route_layer`, not `layer`: an unknown path stays `404` instead of becoming `401`.
+    let protected =
+        protected.route_layer(auth_layer(config, auth)?.on_rejection(rejection.clone()));
 
     let readiness = jwt.clone();
     let mut app = Router::new()
@@ -279,13 +347,29 @@ async fn serve_metrics(addr: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The auth layer with the DPoP options of the command line.
+fn auth_layer<A>(config: &Config, auth: A) -> std::io::Result<BearerAuthLayer<A>> {
+    let layer = BearerAuthLayer::new(auth)
+        .dpop_required(config.dpop_required)
+        .dpop_nonces(config.dpop_nonce);
+    match &config.public_url {
+        None => Ok(layer),
+        Some(url) => layer
+            .dpop_public_url(url)
+            .map_err(|e| std::io::Error::other(format!("{}: {e}", PUBLIC_URL.flag))),
+    }
+}
+
 // ── Handlers ─────────────────────────────────────────────────────────────────────────────
 
-/// Any valid token: who is calling, with what scopes, and every claim of the token.
+/// Any valid token: who is calling, with what scopes and roles, and every claim of the token.
 async fn me(principal: Principal) -> Json<Value> {
     Json(json!({
+        "iss": principal.issuer(),
         "sub": principal.subject(),
         "scopes": principal.scopes(),
+        "dpop_jkt": principal.confirmation().and_then(|c| c.jwk_thumbprint()),
+        "roles": principal.authorities().iter().collect::<Vec<_>>(),
         "claims": principal.claims(),
     }))
 }
@@ -347,7 +431,7 @@ async fn create_item(
     (StatusCode::CREATED, Json(item))
 }
 
-/// Scope `admin`.
+/// Scope `admin` (or the `--require-role` roles).
 async fn admin(principal: Principal) -> Json<Value> {
     Json(json!({ "message": "welcome, administrator", "sub": principal.subject() }))
 }
@@ -515,7 +599,79 @@ const METRICS_ADDR: Opt = Opt {
     many: false,
     default: None,
 };
-const OPTIONS: [&Opt; 13] = [
+const DPOP_REQUIRED: Opt = Opt {
+    flag: "--dpop-required",
+    env: "PORTCULLIS_DPOP_REQUIRED",
+    value: "",
+    help: "refuse plain bearer tokens: every token must be DPoP-bound (RFC 9449)",
+    many: false,
+    default: None,
+};
+const DPOP_NONCE: Opt = Opt {
+    flag: "--dpop-nonce",
+    env: "PORTCULLIS_DPOP_NONCE",
+    value: "",
+    help: "demand server nonces in DPoP proofs (answers `use_dpop_nonce` + `DPoP-Nonce`)",
+    many: false,
+    default: None,
+};
+const PUBLIC_URL: Opt = Opt {
+    flag: "--public-url",
+    env: "PORTCULLIS_PUBLIC_URL",
+    value: "URL",
+    help: "external base URL clients call (behind a proxy), for DPoP `htu` checks",
+    many: false,
+    default: None,
+};
+const ROLES_CLAIM: Opt = Opt {
+    flag: "--roles-claim",
+    env: "PORTCULLIS_ROLES_CLAIM",
+    value: "PATH",
+    help: "claim (dotted path) the token's roles are read from; repeatable",
+    many: true,
+    default: None,
+};
+const REQUIRE_ROLE: Opt = Opt {
+    flag: "--require-role",
+    env: "PORTCULLIS_REQUIRE_ROLE",
+    value: "ROLE",
+    help: "role /admin requires instead of the scope `admin`; repeatable, all required",
+    many: true,
+    default: None,
+};
+const ALLOWED_CLIENT: Opt = Opt {
+    flag: "--allowed-client",
+    env: "PORTCULLIS_ALLOWED_CLIENT",
+    value: "ID",
+    help: "client (azp, client_id or appid) allowed to call; repeatable",
+    many: true,
+    default: None,
+};
+const ISSUER_TEMPLATE: Opt = Opt {
+    flag: "--issuer-template",
+    env: "PORTCULLIS_ISSUER_TEMPLATE",
+    value: "URL",
+    help: "multi-tenant issuer with one {tenantid} path segment; tid must match it",
+    many: false,
+    default: None,
+};
+const TEMPLATE_JWKS_URI: Opt = Opt {
+    flag: "--template-jwks-uri",
+    env: "PORTCULLIS_TEMPLATE_JWKS_URI",
+    value: "URL",
+    help: "the JWK Set every tenant of --issuer-template signs with",
+    many: false,
+    default: None,
+};
+const TENANT: Opt = Opt {
+    flag: "--tenant",
+    env: "PORTCULLIS_TENANT",
+    value: "ID",
+    help: "tenant allowed under --issuer-template (default: any); repeatable",
+    many: true,
+    default: None,
+};
+const OPTIONS: [&Opt; 22] = [
     &ISSUER,
     &AUDIENCE,
     &ADDR,
@@ -529,7 +685,24 @@ const OPTIONS: [&Opt; 13] = [
     &CA_FILE,
     &PROXY,
     &METRICS_ADDR,
+    &DPOP_REQUIRED,
+    &DPOP_NONCE,
+    &PUBLIC_URL,
+    &ROLES_CLAIM,
+    &REQUIRE_ROLE,
+    &ALLOWED_CLIENT,
+    &ISSUER_TEMPLATE,
+    &TEMPLATE_JWKS_URI,
+    &TENANT,
 ];
+
+/// A multi-tenant issuer template and its key set.
+#[derive(Debug)]
+struct TemplateConfig {
+    template: String,
+    jwks_uri: String,
+    tenants: Vec<String>,
+}
 
 /// Where and as whom opaque tokens are introspected.
 struct IntrospectionConfig {
@@ -563,6 +736,13 @@ struct Config {
     ca_file: Option<String>,
     proxy: Option<String>,
     metrics_addr: Option<String>,
+    dpop_required: bool,
+    dpop_nonce: bool,
+    public_url: Option<String>,
+    template: Option<TemplateConfig>,
+    roles_claims: Vec<String>,
+    required_roles: Option<AuthorityPolicy>,
+    allowed_clients: Option<Arc<[String]>>,
 }
 
 impl Config {
@@ -617,8 +797,51 @@ impl Config {
                 )
             })?)),
         };
+        let template = match values.optional(&ISSUER_TEMPLATE)? {
+            None if [&TEMPLATE_JWKS_URI, &TENANT]
+                .iter()
+                .any(|opt| values.0.contains_key(opt.flag)) =>
+            {
+                return Err(format!(
+                    "{} and {} need {}",
+                    TEMPLATE_JWKS_URI.flag, TENANT.flag, ISSUER_TEMPLATE.flag
+                ));
+            }
+            None => None,
+            Some(template) => Some(TemplateConfig {
+                template,
+                jwks_uri: values.single(&TEMPLATE_JWKS_URI)?,
+                tenants: values.list(&TENANT),
+            }),
+        };
+        // A template stands in for `--issuer`; without one, an issuer is required.
+        let issuers = match &template {
+            Some(_) => values.list(&ISSUER),
+            None => values.required_list(&ISSUER)?,
+        };
+        let required_roles = match values.list(&REQUIRE_ROLE) {
+            roles if roles.is_empty() => None,
+            roles => Some(
+                AuthorityPolicy::try_all(roles)
+                    .map_err(|e| format!("{}: {e}", REQUIRE_ROLE.flag))?,
+            ),
+        };
+        if required_roles.is_some() && !values.0.contains_key(ROLES_CLAIM.flag) {
+            return Err(format!(
+                "{} needs {} (where the roles are)",
+                REQUIRE_ROLE.flag, ROLES_CLAIM.flag
+            ));
+        }
+        let allowed_clients = match values.list(&ALLOWED_CLIENT) {
+            clients if clients.is_empty() => None,
+            clients => Some(clients.into()),
+        };
         Ok(Some(Self {
-            issuers: values.required_list(&ISSUER)?,
+            issuers,
+            template,
+            roles_claims: values.list(&ROLES_CLAIM),
+            required_roles,
+            allowed_clients,
             // The canonical URI is an audience of its own; other audiences become optional.
             audiences: match (values.required_list(&AUDIENCE), &resource) {
                 (Ok(list), _) => list,
@@ -633,6 +856,9 @@ impl Config {
             ca_file: values.optional(&CA_FILE)?,
             proxy: values.optional(&PROXY)?,
             metrics_addr: values.optional(&METRICS_ADDR)?,
+            dpop_required: values.switch(&DPOP_REQUIRED)?,
+            dpop_nonce: values.switch(&DPOP_NONCE)?,
+            public_url: values.optional(&PUBLIC_URL)?,
         }))
     }
 
@@ -680,6 +906,8 @@ impl Values {
                 .ok_or_else(|| format!("unknown argument `{arg}`"))?;
             let value = match inline {
                 Some(value) => value,
+                // A switch (no value) stands for itself.
+                None if opt.value.is_empty() => "true".to_owned(),
                 None => args
                     .next()
                     .ok_or_else(|| format!("{} needs a value ({})", opt.flag, opt.value))?,
@@ -721,10 +949,23 @@ impl Values {
         }
     }
 
+    fn list(&self, opt: &Opt) -> Vec<String> {
+        self.0.get(opt.flag).cloned().unwrap_or_default()
+    }
+
     fn optional(&self, opt: &Opt) -> Result<Option<String>, String> {
         match self.0.get(opt.flag) {
             None => Ok(None),
             Some(_) => self.single(opt).map(Some),
+        }
+    }
+
+    /// An on/off switch: given (or `true`/`1` in the environment) means on.
+    fn switch(&self, opt: &Opt) -> Result<bool, String> {
+        match self.optional(opt)?.as_deref() {
+            None | Some("false" | "0") => Ok(false),
+            Some("true" | "1") => Ok(true),
+            Some(other) => Err(format!("{} is a switch, not `{other}`", opt.flag)),
         }
     }
 
@@ -744,10 +985,10 @@ fn missing(opt: &Opt) -> String {
 fn usage() -> String {
     let mut text = String::from(
         "protected_api: an HTTP API behind portcullis (OAuth 2.0 bearer tokens)\n\n\
-         Usage: protected_api --issuer URL (--audience AUD | --resource URL) [--addr HOST:PORT]\n         \x20      [--introspection-url URL --client-id ID --client-secret SECRET\n         \x20       [--introspection-missing-aud refuse|accept]]\n         \x20      [--require-acr VALUE] [--max-auth-age SECONDS]\n         \x20      [--ca-file PATH] [--proxy URL] [--metrics-addr HOST:PORT]\n\nOptions:\n",
+         Usage: protected_api --issuer URL (--audience AUD | --resource URL) [--addr HOST:PORT]\n         \x20      [--introspection-url URL --client-id ID --client-secret SECRET\n         \x20       [--introspection-missing-aud refuse|accept]]\n         \x20      [--require-acr VALUE] [--max-auth-age SECONDS]\n         \x20      [--dpop-required] [--dpop-nonce] [--public-url URL]\n         \x20      [--roles-claim PATH]... [--require-role ROLE]... [--allowed-client ID]...\n         \x20      [--issuer-template URL --template-jwks-uri URL [--tenant ID]...]\n         \x20      [--ca-file PATH] [--proxy URL] [--metrics-addr HOST:PORT]\n\nOptions:\n",
     );
     for opt in OPTIONS {
-        let left = format!("{} {}", opt.flag, opt.value);
+        let left = format!("{} {}", opt.flag, opt.value).trim_end().to_owned();
         let default = opt
             .default
             .map(|d| format!(" (default {d})"))
@@ -769,7 +1010,7 @@ fn usage() -> String {
          \x20 GET  /me             any valid token\n\
          \x20 GET  /items          scope `read`\n\
          \x20 POST /items          scope `write`, body {\"name\": \"...\"}\n\
-         \x20 GET  /admin          scope `admin` (and the step-up policy, if any)\n\
+         \x20 GET  /admin          scope `admin` (or the --require-role roles), and the step-up policy, if any\n\
          \x20 GET  /.well-known/oauth-protected-resource[/path]   metadata (with --resource)\n\n\
          Logging: RUST_LOG (default info,portcullis=debug)\n",
     );

@@ -61,6 +61,51 @@ impl<'de> de::Deserialize<'de> for Str<'de> {
     }
 }
 
+/// Any JSON value, kept when it is a string (`tid`: only a string can match a tenant).
+struct AnyStr<'de>(Option<Cow<'de, str>>);
+
+impl<'de> de::Deserialize<'de> for AnyStr<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = AnyStr<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(AnyStr(Some(Cow::Borrowed(v))))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(AnyStr(Some(Cow::Owned(v.to_owned()))))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(AnyStr(None))
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(AnyStr(None))
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(AnyStr(None))
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(AnyStr(None))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(AnyStr(None))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(AnyStr(None))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(AnyStr(None))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// A string or an array of strings (`aud`, `scp`).
 #[derive(Debug, PartialEq)]
 pub(crate) enum StrList<'de> {
@@ -144,8 +189,8 @@ pub(crate) struct ClaimsView<'de> {
     pub(crate) active: Option<bool>,
     /// RFC 7662 `token_type`.
     pub(crate) token_type: Option<Cow<'de, str>>,
-    /// Whether a `cnf` (RFC 7800 confirmation) claim is present: a sender-constrained token.
-    pub(crate) cnf: bool,
+    /// The `cnf` (RFC 7800 confirmation) claim of a sender-constrained token.
+    pub(crate) cnf: Option<crate::confirmation::Confirmation>,
     /// Whether a claim marks an ID token or a refresh token rather than an access token:
     /// see [`ClaimsView::not_an_access_token`].
     pub(crate) nonce: bool,
@@ -156,6 +201,8 @@ pub(crate) struct ClaimsView<'de> {
     pub(crate) acr: Option<Cow<'de, str>>,
     /// `auth_time`, when the user last authenticated actively.
     pub(crate) auth_time: Option<f64>,
+    /// `tid`, the tenant of a multi-tenant issuer, when it is a string.
+    pub(crate) tid: Option<Cow<'de, str>>,
 }
 
 impl ClaimsView<'_> {
@@ -217,9 +264,9 @@ impl<'de> Visitor<'de> for ClaimsSeed<'_> {
         let mut iss: Option<Str<'de>> = None;
         let mut sub: Option<Str<'de>> = None;
         let mut token_type: Option<Str<'de>> = None;
-        let mut cnf: Option<IgnoredAny> = None;
         let mut typ: Option<Str<'de>> = None;
         let mut acr: Option<Str<'de>> = None;
+        let mut tid: Option<AnyStr<'de>> = None;
         let (mut exp, mut nbf, mut iat, mut auth_time) = (None, None, None, None);
         while let Some(Str(key)) = map.next_key::<Str<'de>>()? {
             match key.as_ref() {
@@ -231,7 +278,7 @@ impl<'de> Visitor<'de> for ClaimsSeed<'_> {
                 "iat" => set::<NumericDate, _>(&mut iat, &mut map, "iat")?,
                 "active" => set(&mut v.active, &mut map, "active")?,
                 "token_type" => set(&mut token_type, &mut map, "token_type")?,
-                "cnf" => set(&mut cnf, &mut map, "cnf")?,
+                "cnf" => set(&mut v.cnf, &mut map, "cnf")?,
                 "typ" => set(&mut typ, &mut map, "typ")?,
                 "nonce" => {
                     v.nonce = true;
@@ -243,6 +290,7 @@ impl<'de> Visitor<'de> for ClaimsSeed<'_> {
                 }
                 "acr" => set(&mut acr, &mut map, "acr")?,
                 "auth_time" => set::<NumericDate, _>(&mut auth_time, &mut map, "auth_time")?,
+                "tid" => set(&mut tid, &mut map, "tid")?,
                 k if k == named => set(&mut v.scope, &mut map, "scope")?,
                 "scp" if *self.scope_claim == ScopeClaim::Default => {
                     set(&mut v.scp, &mut map, "scp")?
@@ -255,8 +303,8 @@ impl<'de> Visitor<'de> for ClaimsSeed<'_> {
         v.iss = iss.map(|s| s.0);
         v.sub = sub.map(|s| s.0);
         v.token_type = token_type.map(|s| s.0);
-        v.cnf = cnf.is_some();
         v.typ = typ.map(|s| s.0);
+        v.tid = tid.and_then(|t| t.0);
         v.exp = exp.map(|d| d.0);
         v.nbf = nbf.map(|d| d.0);
         v.iat = iat.map(|d| d.0);

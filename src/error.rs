@@ -29,6 +29,13 @@ pub enum ErrorKind {
     /// resource (RFC 9470 step-up). `401`, `error="insufficient_user_authentication"` with
     /// `acr_values="…"` and/or `max_age="…"`.
     InsufficientUserAuthentication,
+    /// The DPoP proof (RFC 9449) is missing, repeated, malformed, signed badly, for another
+    /// request, too old, replayed or signed by another key than the token is bound to.
+    /// `401`, `error="invalid_dpop_proof"` on the `DPoP` challenge.
+    InvalidDpopProof,
+    /// The DPoP proof lacks a valid server nonce (RFC 9449 §9). `401`,
+    /// `error="use_dpop_nonce"` with a fresh `DPoP-Nonce` header.
+    UseDpopNonce,
 }
 
 impl ErrorKind {
@@ -38,6 +45,7 @@ impl ErrorKind {
             Self::MissingToken | Self::InvalidToken | Self::InsufficientUserAuthentication => {
                 StatusCode::UNAUTHORIZED
             }
+            Self::InvalidDpopProof | Self::UseDpopNonce => StatusCode::UNAUTHORIZED,
             Self::InvalidRequest => StatusCode::BAD_REQUEST,
             Self::InsufficientScope => StatusCode::FORBIDDEN,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -52,6 +60,8 @@ impl ErrorKind {
             Self::InvalidToken => Some("invalid_token"),
             Self::InsufficientScope => Some("insufficient_scope"),
             Self::InsufficientUserAuthentication => Some("insufficient_user_authentication"),
+            Self::InvalidDpopProof => Some("invalid_dpop_proof"),
+            Self::UseDpopNonce => Some("use_dpop_nonce"),
         }
     }
 }
@@ -59,6 +69,20 @@ impl ErrorKind {
 /// The one `error_description` of every `invalid_token` rejection.
 const INVALID_TOKEN_PUBLIC: &str =
     "the access token is expired, revoked, malformed, or not valid for this resource";
+
+/// What a rejection adds for DPoP (RFC 9449 §7.1): set by the layer when it accepts DPoP.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct DpopChallenge {
+    /// The proof algorithms, space-separated.
+    pub(crate) algs: Arc<str>,
+    /// A fresh server nonce, when nonces are demanded.
+    pub(crate) nonce: Option<Box<str>>,
+    /// Whether plain bearer tokens are accepted too (a `Bearer` challenge is sent as well).
+    pub(crate) bearer: bool,
+    /// Whether the `error` attributes belong on the `DPoP` challenge: the request used the
+    /// `DPoP` scheme, or the error is about the proof.
+    pub(crate) on_dpop: bool,
+}
 
 /// Why a request was rejected.
 ///
@@ -73,6 +97,7 @@ pub struct AuthError {
     scope: Option<Arc<str>>,
     retry_after: Option<Duration>,
     step_up: Option<Arc<StepUpDetail>>,
+    dpop: Option<Arc<DpopChallenge>>,
 }
 
 /// What an `insufficient_user_authentication` error asks of the user (RFC 9470 §3).
@@ -93,6 +118,7 @@ impl AuthError {
             scope: None,
             retry_after: None,
             step_up: None,
+            dpop: None,
         }
     }
 
@@ -116,6 +142,12 @@ impl AuthError {
                 "the token lacks a scope this resource requires",
             )
         }
+    }
+
+    /// A valid token that a policy other than scopes refuses (roles, claim conditions):
+    /// `403 insufficient_scope` without a `scope` attribute.
+    pub(crate) fn forbidden(description: &'static str) -> Self {
+        Self::new(ErrorKind::InsufficientScope, description)
     }
 
     pub(crate) fn unavailable(description: &'static str, retry_after: Duration) -> Self {
@@ -184,6 +216,26 @@ impl AuthError {
     pub fn retry_after(&self) -> Option<Duration> {
         self.retry_after
     }
+
+    /// When the layer accepts DPoP: the space-separated proof algorithms for the
+    /// `DPoP algs="…"` challenge (RFC 9449 §7.1).
+    pub fn dpop_algs(&self) -> Option<&str> {
+        self.dpop.as_deref().map(|c| &*c.algs)
+    }
+
+    /// When the layer demands DPoP nonces: a fresh nonce for the `DPoP-Nonce` header.
+    pub fn dpop_nonce(&self) -> Option<&str> {
+        self.dpop.as_deref().and_then(|c| c.nonce.as_deref())
+    }
+
+    pub(crate) fn dpop_challenge(&self) -> Option<&DpopChallenge> {
+        self.dpop.as_deref()
+    }
+
+    pub(crate) fn with_dpop_challenge(mut self, challenge: DpopChallenge) -> Self {
+        self.dpop = Some(Arc::new(challenge));
+        self
+    }
 }
 
 impl fmt::Debug for AuthError {
@@ -194,6 +246,7 @@ impl fmt::Debug for AuthError {
             .field("scope", &self.scope)
             .field("retry_after", &self.retry_after)
             .field("step_up", &self.step_up)
+            .field("dpop", &self.dpop)
             .finish()
     }
 }
@@ -252,6 +305,8 @@ mod tests {
                 401,
                 Some("insufficient_user_authentication"),
             ),
+            (ErrorKind::InvalidDpopProof, 401, Some("invalid_dpop_proof")),
+            (ErrorKind::UseDpopNonce, 401, Some("use_dpop_nonce")),
         ];
         for (kind, status, code) in table {
             assert_eq!(kind.status().as_u16(), status, "{kind:?}");

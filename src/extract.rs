@@ -1,4 +1,5 @@
-//! axum extractors (feature `axum`): [`Principal`] and [`Scopes`], each also as `Option`.
+//! axum extractors (feature `axum`): [`Principal`], [`Scopes`] and [`Authorities`], each
+//! also as `Option`.
 //!
 //! `Principal<C>` must name the claims type the authenticator was built with; a handler
 //! asking for another `C` finds no principal. Without a principal (no auth layer in front,
@@ -13,9 +14,12 @@ use axum_core::{
 };
 use http::{StatusCode, request::Parts};
 
-use crate::principal::{Principal, Scopes};
+use crate::{
+    authorities::Authorities,
+    principal::{Principal, Scopes},
+};
 
-/// Rejection of the [`Principal`] and [`Scopes`] extractors: the request carries no
+/// Rejection of the [`Principal`], [`Scopes`] and [`Authorities`] extractors: the request carries no
 /// validated principal of the requested type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MissingPrincipal;
@@ -98,5 +102,34 @@ where
         _state: &S,
     ) -> Result<Option<Self>, Self::Rejection> {
         Ok(parts.extensions.get::<Scopes>().cloned())
+    }
+}
+
+impl<S> FromRequestParts<S> for Authorities
+where
+    S: Send + Sync,
+{
+    type Rejection = MissingPrincipal;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<Authorities>()
+            .cloned()
+            .ok_or(MissingPrincipal)
+    }
+}
+
+impl<S> OptionalFromRequestParts<S> for Authorities
+where
+    S: Send + Sync,
+{
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _state: &S,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        Ok(parts.extensions.get::<Authorities>().cloned())
     }
 }

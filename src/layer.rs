@@ -138,6 +138,89 @@ impl<A, R> BearerAuthLayer<A, R> {
         self
     }
 
+    /// When `true`, every token must be DPoP-bound (RFC 9449) and come with a valid proof:
+    /// `Bearer` requests are refused and only the `DPoP` challenge is offered. Default:
+    /// `false`: DPoP-bound tokens need their proof, unbound tokens work as bearer tokens.
+    /// See the [`dpop`](crate::dpop) module.
+    pub fn dpop_required(mut self, required: bool) -> Self {
+        self.config().dpop.required = required;
+        self
+    }
+
+    /// When `true`, DPoP proofs must carry a server nonce (RFC 9449 §9): a proof without a
+    /// valid one is answered `401 use_dpop_nonce` with a fresh `DPoP-Nonce` header. Nonces
+    /// are stateless (an HMAC over a one-minute time step, with a random secret drawn here)
+    /// and accepted for two steps. Default: `false`.
+    pub fn dpop_nonces(mut self, nonces: bool) -> Self {
+        let secret = nonces.then(|| {
+            let mut secret = [0u8; 32];
+            // Without an OS random source no secret can be trusted: every nonce is then
+            // refused (fail closed) until one is set with `dpop_nonce_secret`.
+            if getrandom::getrandom(&mut secret).is_err() {
+                #[cfg(feature = "tracing")]
+                tracing::warn!(target: "portcullis::dpop", "no random source for DPoP nonces");
+                return None;
+            }
+            Some(secret)
+        });
+        self.config().dpop.set_nonces(secret);
+        self
+    }
+
+    /// Demands DPoP nonces (as [`dpop_nonces`](Self::dpop_nonces)) derived from `secret`,
+    /// so that replicas sharing it accept each other's nonces. Default: off.
+    pub fn dpop_nonce_secret(mut self, secret: [u8; 32]) -> Self {
+        self.config().dpop.set_nonces(Some(Some(secret)));
+        self
+    }
+
+    /// The algorithms a DPoP proof may be signed with (only asymmetric ones exist), also
+    /// announced in the `DPoP algs="…"` challenge. Default: [`Algorithm::ALL`](crate::Algorithm::ALL).
+    pub fn dpop_algorithms(mut self, algs: impl IntoIterator<Item = crate::Algorithm>) -> Self {
+        self.config().dpop.set_algorithms(algs);
+        self
+    }
+
+    /// How old a DPoP proof may be (its `iat`), and the clock skew tolerated both ways.
+    /// Each proof's `jti` is remembered for `max_age + 2 × leeway`. Default: 2 minutes and
+    /// 10 seconds ([`DEFAULT_DPOP_MAX_AGE`](crate::dpop::DEFAULT_DPOP_MAX_AGE),
+    /// [`DEFAULT_DPOP_LEEWAY`](crate::dpop::DEFAULT_DPOP_LEEWAY)).
+    pub fn dpop_window(
+        mut self,
+        max_age: std::time::Duration,
+        leeway: std::time::Duration,
+    ) -> Self {
+        let dpop = &mut self.config().dpop;
+        dpop.max_age = max_age;
+        dpop.leeway = leeway;
+        self
+    }
+
+    /// The external base URL clients address (behind a reverse proxy or TLS terminator),
+    /// e.g. `https://api.example.com` or `https://example.com/api`: a proof's `htu` must
+    /// equal it followed by the request's path. Default: none, the target URI is taken from
+    /// the request (the scheme of an absolute request URI, as in HTTP/2, else `http`; the
+    /// authority of the URI, else the `Host` header).
+    ///
+    /// # Errors
+    ///
+    /// When `url` is not an absolute `http`/`https` URL without query or fragment.
+    pub fn dpop_public_url(mut self, url: &str) -> Result<Self, crate::ConfigError> {
+        let origin = crate::dpop::Origin::fixed(url).ok_or_else(|| {
+            crate::ConfigError::new("the DPoP public URL must be an absolute http(s) URL")
+        })?;
+        self.config().dpop.origin = origin;
+        Ok(self)
+    }
+
+    /// Records DPoP proofs in `store` instead of the in-process
+    /// [`InMemoryReplayStore`](crate::dpop::InMemoryReplayStore) (100 000 entries), e.g. a
+    /// store shared by replicas. Default: a new in-process store per layer.
+    pub fn dpop_replay_store(mut self, store: impl crate::dpop::ReplayStore) -> Self {
+        self.config().dpop.store = Arc::new(store);
+        self
+    }
+
     /// Answers rejections with `rejection`: an [`OnRejection`](crate::OnRejection), such as
     /// a closure `FnMut(&AuthError) -> Response<B> + Clone`. Default: [`HttpRejection`].
     pub fn on_rejection<R2>(self, rejection: R2) -> BearerAuthLayer<A, R2> {

@@ -11,8 +11,18 @@
 //!   a named header, a cookie or the `access_token` query parameter only when enabled.
 //! - **[`Jwt`]**: local validation of JWT access tokens against the issuer's JWK Set, found
 //!   through OpenID Connect discovery or RFC 8414, cached and refreshed safely.
+//! - **Sender-constrained tokens**: a token bound by `cnf` needs its DPoP proof (RFC 9449:
+//!   `Authorization: DPoP` and a `DPoP` header, checked with replay protection and optional
+//!   server nonces) or its TLS client certificate (RFC 8705, handed over as a
+//!   [`ClientCertificate`] extension); see the [`dpop`] module. The binding is on
+//!   [`Principal::confirmation`].
 //! - **Scopes**: [`RequireScopeLayer`] per route, or [`BearerAuthLayer::require_scopes`]
 //!   for every request.
+//! - **Roles and claims** ([`authz`]): authorities read from claim paths
+//!   ([`AuthoritySource`]), [`RequireRoleLayer`] per route, [`RequireClaimLayer`](authz::RequireClaimLayer)
+//!   conditions on claims.
+//! - **Multi-tenant issuers**: [`TenantIssuer`](jwt::TenantIssuer) templates such as
+//!   `https://login.microsoftonline.com/{tenantid}/v2.0`, and audiences per issuer.
 //! - **Rejections**: `401`/`400`/`403` with `WWW-Authenticate`, `503` with `Retry-After`
 //!   when the issuer cannot be reached; [`OnRejection`] to answer differently.
 //! - **Step-up** (RFC 9470): [`RequireStepUpLayer`] per route requires an `acr` value
@@ -54,7 +64,7 @@
 //!
 //! | feature | default | what it adds |
 //! |---|---|---|
-//! | `axum` | yes | extractors for [`Principal`] and [`Scopes`] |
+//! | `axum` | yes | extractors for [`Principal`], [`Scopes`] and [`Authorities`] |
 //! | `introspection` | yes | RFC 7662 introspection for opaque tokens |
 //! | `tracing` | yes | rejections at DEBUG (`portcullis::rejection`), issuer failures at WARN |
 //! | `metrics` | yes | counters, gauges and a histogram through the `metrics` facade (names in the README) |
@@ -73,17 +83,25 @@
 //!   signatures are skipped.
 //! - Keys are only ever taken from the issuer's own JWK Set by exact `kid` (a token without
 //!   `kid` is tried against at most 4 keys that fit its `alg`): the header's `jku`, `x5u`,
-//!   `jwk` and `x5c` are ignored. `crit`, `b64`, JWE headers, token types
-//!   other than access tokens (`typ`) and sender-constrained tokens (`cnf`) are rejected.
+//!   `jwk` and `x5c` are ignored. `crit`, `b64`, JWE headers and token types
+//!   other than access tokens (`typ`) are rejected.
+//! - A token with `cnf` is accepted only with its proof of possession: `cnf.jkt` needs a
+//!   DPoP proof by that key (a bound token sent as `Bearer` is refused as a downgrade),
+//!   `cnf["x5t#S256"]` the matching client certificate; any other `cnf` member is refused.
+//!   Proofs: asymmetric allowlisted `alg` only, a public `jwk` only, `htm`/`htu`/`ath` must
+//!   match, `iat` within 2 minutes (10 s leeway), each `jti` accepted once (a bounded
+//!   in-process store by default; a full or failing store answers `503`, never accepts).
 //! - Introspection requires an audience too and refuses answers without `aud` (unless
 //!   `dangerous_accept_any_audience` / `dangerous_accept_missing_audience`, which apply only
 //!   to answers typed as access tokens), accepts only `active: true` and refuses refresh
-//!   tokens by every common marker (see [`IntrospectionBuilder::dangerous_accept_missing_audience`]).
-//!   After repeated endpoint failures it stops calling for a back-off and answers `503`.
+//!   tokens by every common marker (see [`IntrospectionBuilder::dangerous_accept_missing_audience`]);
+//!   a `cnf` in the answer binds the token as in a JWT (RFC 9449 §6.2). After repeated
+//!   endpoint failures it stops calling for a back-off and answers `503`.
 //! - A resource with a canonical URI (RFC 9728, RFC 8707, MCP) accepts only tokens for it
 //!   when that URI is its only audience: see [`metadata`].
 //! - With several issuers, the token's `iss` picks the issuer before any key is looked
-//!   at, and only that issuer's keys can verify it.
+//!   at, and only that issuer's keys can verify it. An issuer template matches only its
+//!   exact shape with a GUID or DNS-name tenant, and only when `tid` names that tenant.
 //! - Outbound calls (also through an application's own `http_client`) refuse redirects and
 //!   non-`200` answers, time out (5 s) and cap bodies (1 MiB for discovery and key sets,
 //!   64 KiB for introspection answers); issuer URLs must be `https` except on loopback.
@@ -100,8 +118,10 @@
 
 mod alg;
 mod authenticate;
+mod authorities;
 mod claims;
 mod clock;
+mod confirmation;
 mod crypto;
 mod discovery;
 mod error;
@@ -109,6 +129,7 @@ mod http_client;
 mod jwks;
 mod layer;
 mod metrics;
+mod mtls;
 mod principal;
 mod readiness;
 mod redact;
@@ -120,6 +141,8 @@ mod trace;
 #[cfg(test)]
 mod proptests;
 
+pub mod authz;
+pub mod dpop;
 pub mod future;
 pub mod jwt;
 pub mod metadata;
@@ -135,6 +158,8 @@ pub mod introspect;
 
 pub use alg::Algorithm;
 pub use authenticate::{Authenticate, Authentication, PendingAuthentication};
+pub use authz::{Authorities, AuthoritySource, RequireAuthorityLayer, RequireRoleLayer};
+pub use confirmation::Confirmation;
 pub use error::{AuthError, ConfigError, ErrorKind};
 pub use http_client::{DEFAULT_HTTP_TIMEOUT, DEFAULT_MAX_RESPONSE_BYTES};
 #[cfg(feature = "introspection")]
@@ -142,6 +167,7 @@ pub use introspect::{ClientAuth, Introspection, IntrospectionBuilder, JwtOrIntro
 pub use jwks::{DEFAULT_JWKS_TTL, DEFAULT_MAX_STALE, DEFAULT_REFRESH_COOLDOWN};
 pub use jwt::{Jwt, JwtBuilder};
 pub use layer::BearerAuthLayer;
+pub use mtls::ClientCertificate;
 pub use principal::{Principal, RegisteredClaims, Scopes, UserAuthentication};
 pub use readiness::{IssuerStatus, NotReady};
 pub use rejection::{DEFAULT_REALM, HttpRejection, OnRejection};
@@ -168,4 +194,9 @@ pub mod __doc_support {
     /// A token for issuer `https://issuer.example.com`, audience `https://api.example.com`,
     /// subject `alice`, scope `read`, valid until 2100, signed by the key in [`JWKS`].
     pub const TOKEN: &str = "eyJhbGciOiJSUzI1NiIsImtpZCI6ImRvYyIsInR5cCI6ImF0K2p3dCJ9.eyJpc3MiOiJodHRwczovL2lzc3Vlci5leGFtcGxlLmNvbSIsImF1ZCI6Imh0dHBzOi8vYXBpLmV4YW1wbGUuY29tIiwic3ViIjoiYWxpY2UiLCJzY29wZSI6InJlYWQiLCJpYXQiOjE3MDAwMDAwMDAsImV4cCI6NDEwMjQ0NDgwMH0.dpg_HGFH2NbTvr7lKUv0qMQjpU-YIa9pTL--TSCxJYZcvaZc0CCja9s4Lydg9s2aqUtDjIz6zAClUNWiaBMmH4-EPZiRQy1HGcVTEq8XDGqprEmUQJuqlrdVK_1GYgw2WSTpRsHTYO8O9cik1pw1rSH8DrXx_8IcUg2Jz6rahcPi1yZZt2sbhsDDQxOUL_kveO9k-ewsxC4mt-G1VjmybpxDPuF3Czh1oM_fHieu18WlmTvEUvscc1jlRaCZibzHlYRehwTe6nOv-WELtCEUFH9XwOyaY6AVO5ooGJPNm_v1K06RgfmXch-hMncTUl7hxhhh4AzCPphfWdYSLB5Q7A";
+
+    /// A token like [`TOKEN`] for subject `bob`, without scopes, with `azp` `web-app`,
+    /// `email_verified` `true` and the Keycloak-style realm roles `admin` and `user`
+    /// (`realm_access.roles`).
+    pub const ROLES_TOKEN: &str = "eyJhbGciOiJSUzI1NiIsImtpZCI6ImRvYyIsInR5cCI6ImF0K2p3dCJ9.eyJpc3MiOiJodHRwczovL2lzc3Vlci5leGFtcGxlLmNvbSIsImF1ZCI6Imh0dHBzOi8vYXBpLmV4YW1wbGUuY29tIiwic3ViIjoiYm9iIiwiYXpwIjoid2ViLWFwcCIsImVtYWlsX3ZlcmlmaWVkIjp0cnVlLCJyZWFsbV9hY2Nlc3MiOnsicm9sZXMiOlsiYWRtaW4iLCJ1c2VyIl19LCJpYXQiOjE3MDAwMDAwMDAsImV4cCI6NDEwMjQ0NDgwMH0.fqrJcEHyUE34nzd6X5uLTDnFf-NSsf88CvfE-wuj07unRRhDE3eQAChNzdm9jGVbxbaZ8sJOUVVXwvEje7RrgiXy4X7C_ljR9VUY6-t38O9AsIVANlgc3s6C6tJln5JTjufLMhAMREW2WhC9oYAAATiGxuNzx2-DOEnMmCOjY8kLUw1hbPOWvL6iLpAVSciyYG68MH7ZYzs6deaJIIrmPutNOTuSodbMqM302CtS5hzOZxYiB4wQ5F3iqjbN2SrUl3XBbQpdQiA5P1JoCCyw1SU2p69YwXcjH89HtNQWk8WhDBhhSGruFtSZ2KtLmJvgzIPW5LJYEfHpOgzbZN9yTQ";
 }

@@ -227,7 +227,8 @@ impl ProtectedResourceBuilder {
         self
     }
 
-    /// Adds the issuers `jwt` trusts as authorization servers. Default: none.
+    /// Adds the issuers `jwt` trusts as authorization servers (its exact issuers; a tenant
+    /// template names no one server: add tenants with `authorization_server`). Default: none.
     pub fn authorization_servers_of<C>(mut self, jwt: &Jwt<C>) -> Self {
         for issuer in jwt.issuer_names() {
             push_new(&mut self.document.authorization_servers, issuer.to_owned());

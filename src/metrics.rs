@@ -67,6 +67,8 @@ fn outcome(kind: ErrorKind) -> &'static str {
         ErrorKind::InvalidToken => "invalid_token",
         ErrorKind::InsufficientScope => "insufficient_scope",
         ErrorKind::InsufficientUserAuthentication => "insufficient_user_authentication",
+        ErrorKind::InvalidDpopProof => "invalid_dpop_proof",
+        ErrorKind::UseDpopNonce => "use_dpop_nonce",
         ErrorKind::Unavailable => "unavailable",
     }
 }

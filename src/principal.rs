@@ -5,6 +5,9 @@ use std::{fmt, sync::Arc, time::SystemTime};
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::authorities::Authorities;
+use crate::confirmation::Confirmation;
+
 /// The caller behind a validated token, put into the request's extensions by the layer.
 ///
 /// Cloning is cheap (one reference count). `C` is the typed claims; the default,
@@ -17,12 +20,15 @@ struct Inner<C> {
     issuer: Arc<str>,
     subject: Option<Box<str>>,
     scopes: Scopes,
+    authorities: Authorities,
     expires_at: Option<SystemTime>,
     user: UserAuthentication,
     claims: C,
+    confirmation: Option<Confirmation>,
 }
 
 impl<C> Principal<C> {
+    #[cfg(all(test, feature = "tonic"))]
     pub(crate) fn new(
         issuer: Arc<str>,
         subject: Option<Box<str>>,
@@ -31,14 +37,29 @@ impl<C> Principal<C> {
         user: UserAuthentication,
         claims: C,
     ) -> Self {
+        Self::new_confirmed(issuer, subject, scopes, expires_at, user, claims, None)
+    }
+
+    /// A principal whose token is bound by `confirmation` (its `cnf` claim).
+    pub(crate) fn new_confirmed(
+        issuer: Arc<str>,
+        subject: Option<Box<str>>,
+        scopes: Scopes,
+        expires_at: Option<SystemTime>,
+        user: UserAuthentication,
+        claims: C,
+        confirmation: Option<Confirmation>,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 issuer,
                 subject,
                 scopes,
+                authorities: Authorities::default(),
                 expires_at,
                 user,
                 claims,
+                confirmation,
             }),
         }
     }
@@ -46,6 +67,13 @@ impl<C> Principal<C> {
     /// How and when the user authenticated (`acr`, `auth_time`), as the token says.
     pub fn user_authentication(&self) -> &UserAuthentication {
         &self.inner.user
+    }
+
+    /// What the token is bound to (its `cnf` claim): a DPoP key or a client certificate.
+    /// `None` for a plain bearer token. The layer has checked the binding before the
+    /// principal reaches the handler.
+    pub fn confirmation(&self) -> Option<&Confirmation> {
+        self.inner.confirmation.as_ref()
     }
 
     /// The issuer that vouched for the token (one of the configured issuers).
@@ -61,6 +89,20 @@ impl<C> Principal<C> {
     /// The scopes the token grants.
     pub fn scopes(&self) -> &Scopes {
         &self.inner.scopes
+    }
+
+    /// The roles and other authorities the token grants, from the authenticator's
+    /// [`AuthoritySource`](crate::AuthoritySource)s; none when it has no source.
+    pub fn authorities(&self) -> &Authorities {
+        &self.inner.authorities
+    }
+
+    /// Sets the authorities of a principal just built (not yet shared).
+    pub(crate) fn with_authorities(mut self, authorities: Authorities) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.authorities = authorities;
+        }
+        self
     }
 
     /// When the token expires (`exp`), when it says.
@@ -89,6 +131,7 @@ impl<C> fmt::Debug for Principal<C> {
             .field("issuer", &self.issuer())
             .field("scopes", &self.scopes())
             .field("expires_at", &self.expires_at())
+            .field("confirmation", &self.confirmation())
             .finish_non_exhaustive()
     }
 }

@@ -482,7 +482,8 @@ fn bearer_oracle(case: &BearerCase) -> Result<Option<String>, Vec<ErrorKind>> {
                     Some(at) => (&value[..at], &value[at..]),
                     None => (value, ""),
                 };
-                if scheme.eq_ignore_ascii_case("bearer") {
+                // `DPoP` (RFC 9449 §7.1) carries a token the same way.
+                if scheme.eq_ignore_ascii_case("bearer") || scheme.eq_ignore_ascii_case("dpop") {
                     let token = rest.trim_start_matches(' ');
                     if token.is_empty() {
                         allowed.push(ErrorKind::InvalidRequest);
@@ -658,8 +659,8 @@ proptest! {
         let Some((headers, uri)) = rendered else { return Ok(()) };
         let got = case
             .source()
-            .extract(&headers, &uri)
-            .map(|t| t.map(Cow::into_owned))
+            .credentials(&headers, &uri)
+            .map(|t| t.map(|(token, _)| Cow::into_owned(token)))
             .map_err(|e| e.kind());
         let expected = bearer_oracle(&case);
         match (&got, &expected) {
@@ -938,7 +939,7 @@ fn claims_member() -> impl Strategy<Value = (Key, J)> {
             named("active"),
             prop_oneof![3 => any::<bool>().prop_map(J::Bool), 1 => value()]
         ),
-        (named("cnf"), value()),
+        (named("cnf"), cnf_value().boxed()),
         (
             named("typ"),
             prop_oneof![
@@ -966,7 +967,8 @@ struct Extracted {
     iat: Option<f64>,
     active: Option<bool>,
     token_type: Option<String>,
-    cnf: bool,
+    /// `cnf`: its `jkt` and `x5t#S256`.
+    cnf: Option<Cnf>,
     typ: Option<String>,
     scopes: Vec<String>,
     /// Marked as an ID token or a refresh token, not an access token.
@@ -1000,6 +1002,58 @@ fn scopes_of(claim: &J) -> Option<Vec<String>> {
         _ => return None,
     };
     Some(items.into_iter().filter(|s| is_scope_token(s)).collect())
+}
+
+type Cnf = (Option<String>, Option<String>);
+
+/// A `cnf` the parser takes (RFC 7800, RFC 9449 §6, RFC 8705 §3): an object with `jkt`
+/// and/or `x5t#S256` only, each a non-empty base64url string of at most 128 characters.
+fn cnf_oracle(value: &J) -> Option<Cnf> {
+    let J::Obj(members) = value else {
+        return None;
+    };
+    let mut cnf: Cnf = (None, None);
+    for (key, value) in members {
+        let slot = match key.name.as_str() {
+            "jkt" => &mut cnf.0,
+            "x5t#S256" => &mut cnf.1,
+            _ => return None,
+        };
+        let text = value.as_str()?;
+        let base64url = !text.is_empty()
+            && text.len() <= 128
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if slot.is_some() || !base64url {
+            return None;
+        }
+        *slot = Some(text.to_owned());
+    }
+    (cnf.0.is_some() || cnf.1.is_some()).then_some(cnf)
+}
+
+/// `cnf` values: well-formed confirmations, near misses, and any JSON value.
+fn cnf_value() -> impl Strategy<Value = J> {
+    let member = (
+        prop::sample::select(&["jkt", "x5t#S256", "jwk", "x5t"][..]),
+        prop_oneof![
+            4 => "[A-Za-z0-9_-]{1,43}".prop_map(|t| J::str(&t)),
+            1 => "[A-Za-z0-9+/=]{1,8}".prop_map(|t| J::str(&t)),
+            1 => value(),
+        ],
+    )
+        .prop_map(|(name, value)| {
+            let key = Key {
+                name: name.to_owned(),
+                esc: Esc::Plain,
+            };
+            (key, value)
+        });
+    prop_oneof![
+        2 => prop::collection::vec(member, 0..3).prop_map(J::Obj),
+        1 => value(),
+    ]
 }
 
 fn claims_oracle(members: &[(Key, J)], scope_claim: Option<&str>) -> Option<Extracted> {
@@ -1050,7 +1104,10 @@ fn claims_oracle(members: &[(Key, J)], scope_claim: Option<&str>) -> Option<Extr
             Some(_) => return None,
         },
         token_type: string("token_type")?,
-        cnf: get("cnf").is_some(),
+        cnf: match get("cnf") {
+            None => None,
+            Some(cnf) => Some(cnf_oracle(cnf)?),
+        },
         typ: string("typ")?,
         not_access: not_access(string("typ")?.as_deref(), |n| {
             members.iter().any(|(k, _)| k.name == n)
@@ -1072,7 +1129,12 @@ fn extracted(view: &claims::ClaimsView<'_>, scope_claim: &ScopeClaim) -> Extract
         iat: view.iat,
         active: view.active,
         token_type: view.token_type.as_deref().map(str::to_owned),
-        cnf: view.cnf,
+        cnf: view.cnf.as_ref().map(|c| {
+            (
+                c.jwk_thumbprint().map(str::to_owned),
+                c.certificate_thumbprint().map(str::to_owned),
+            )
+        }),
         typ: view.typ.as_deref().map(str::to_owned),
         not_access: view.not_an_access_token(),
         scopes: scope_claim.scopes(view).iter().map(str::to_owned).collect(),
@@ -1149,7 +1211,10 @@ fn claims_agree_with_value(bytes: &[u8], got: &Extracted, scope_claim: Option<&s
         iat: date("iat"),
         active: object.get("active").map(|v| v.as_bool().expect("a bool")),
         token_type: string("token_type"),
-        cnf: object.contains_key("cnf"),
+        cnf: object.get("cnf").map(|cnf| {
+            let member = |n: &str| cnf.get(n).and_then(Value::as_str).map(str::to_owned);
+            (member("jkt"), member("x5t#S256"))
+        }),
         typ: string("typ"),
         not_access: not_access(string("typ").as_deref(), |n| object.contains_key(n)),
         scopes,
@@ -2231,7 +2296,7 @@ mod introspection {
                 s(&["Bearer", "bearer", "access_token", "refresh_token", "N_A", "DPoP", "mac"]),
                 leaf(),
             ].prop_map(|v| Member::Plain("token_type", v)),
-            1 => value().prop_map(|v| Member::Plain("cnf", v)),
+            1 => cnf_value().prop_map(|v| Member::Plain("cnf", v)),
             2 => str_list().prop_map(|v| Member::Plain("scope", v)),
             1 => prop_oneof![s(&["alice", "bob"]), leaf()].prop_map(|v| Member::Plain("sub", v)),
             2 => (
@@ -2303,12 +2368,15 @@ mod introspection {
         let now = now as f64;
         let leeway = 30.0;
         let ok = view.active == Some(true)
+            // A `DPoP` token must name its key; any `cnf` travels with the principal and
+            // the layer checks it against the request.
             && view.token_type.as_deref().is_none_or(|t| {
                 t.eq_ignore_ascii_case("bearer")
                     || t.eq_ignore_ascii_case("access_token")
                     || t.eq_ignore_ascii_case("urn:ietf:params:oauth:token-type:access_token")
+                    || (t.eq_ignore_ascii_case("dpop")
+                        && view.cnf.as_ref().is_some_and(|c| c.0.is_some()))
             })
-            && !view.cnf
             && view.iss.as_deref().is_none_or(|i| i == ISSUER)
             && view
                 .aud

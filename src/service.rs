@@ -8,12 +8,13 @@ use tower_service::Service;
 
 use crate::{
     authenticate::{Authenticate, Authentication},
+    dpop::{PendingReplay, Presented},
     error::AuthError,
-    future::ResponseFuture,
+    future::{Authenticating, ResponseFuture},
     principal::Principal,
     rejection::{HttpRejection, OnRejection},
     scope::ScopePolicy,
-    token::TokenSource,
+    token::{Scheme, TokenSource},
     trace::AuthSpan,
 };
 
@@ -23,6 +24,7 @@ pub(crate) struct Config {
     pub(crate) source: TokenSource,
     pub(crate) optional: bool,
     pub(crate) required: Option<ScopePolicy>,
+    pub(crate) dpop: crate::dpop::DpopConfig,
 }
 
 /// The service of [`BearerAuthLayer`](crate::BearerAuthLayer).
@@ -66,6 +68,7 @@ impl Config {
         let extensions = req.extensions_mut();
         extensions.insert(principal.scopes().clone());
         extensions.insert(principal.user_authentication().clone());
+        extensions.insert(principal.authorities().clone());
         extensions.insert(principal);
         Ok(())
     }
@@ -87,48 +90,133 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
+        let config = &self.config;
         let timer = crate::metrics::Timer::start();
         let span = AuthSpan::new();
-        let authentication = match self.config.source.extract(req.headers(), req.uri()) {
-            Ok(Some(token)) => span.in_scope(|| self.auth.authenticate(&token)),
-            // A layer-wide scope requirement applies to anonymous requests too: they have none.
-            Ok(None) if self.config.optional && self.config.required.is_none() => {
-                return ResponseFuture::called(self.inner.call(req));
-            }
-            Ok(None) => Authentication::Ready(Err(AuthError::missing_token())),
-            Err(error) => Authentication::Ready(Err(error)),
-        };
+        let (authentication, scheme, presented) =
+            match config.source.credentials(req.headers(), req.uri()) {
+                // The DPoP proof is checked against the request before the token: both are
+                // decided on the spot.
+                Ok(Some((token, scheme))) => match config.dpop.prepare(&req, &token, scheme) {
+                    Ok(presented) => (
+                        span.in_scope(|| self.auth.authenticate(&token)),
+                        scheme,
+                        Some(presented),
+                    ),
+                    Err(error) => (Authentication::Ready(Err(error)), scheme, None),
+                },
+                // A layer-wide scope requirement applies to anonymous requests too: they have none.
+                Ok(None) if config.optional && config.required.is_none() => {
+                    return ResponseFuture::called(self.inner.call(req));
+                }
+                Ok(None) => (
+                    Authentication::Ready(Err(AuthError::missing_token())),
+                    Scheme::Bearer,
+                    None,
+                ),
+                Err(error) => (Authentication::Ready(Err(error)), Scheme::Bearer, None),
+            };
         match authentication {
             Authentication::Ready(result) => {
                 timer.stop();
-                match result.and_then(|principal| self.config.admit(&mut req, principal, &span)) {
-                    Ok(()) => ResponseFuture::called(self.inner.call(req)),
+                let confirmed = result.and_then(|principal| {
+                    let pending = confirm(presented, &principal, &req, config)?;
+                    Ok((principal, pending))
+                });
+                match confirmed {
+                    Ok((principal, None)) => match config.admit(&mut req, principal, &span) {
+                        Ok(()) => ResponseFuture::called(self.inner.call(req)),
+                        Err(error) => {
+                            span.record(Err(&error));
+                            self.reject(error, scheme)
+                        }
+                    },
+                    Ok((principal, Some(replay))) => {
+                        let config = Arc::clone(config);
+                        self.authenticating(Box::pin(async move {
+                            let admitted = async {
+                                replay.await?;
+                                config.admit(&mut req, principal, &span)
+                            }
+                            .await;
+                            match admitted {
+                                Ok(()) => Ok(req),
+                                Err(error) => {
+                                    span.record(Err(&error));
+                                    Err(config.dpop.decorate(error, scheme))
+                                }
+                            }
+                        }))
+                    }
                     Err(error) => {
                         span.record(Err(&error));
-                        ResponseFuture::rejected(&mut self.rejection, error)
+                        self.reject(error, scheme)
                     }
                 }
             }
             Authentication::Pending(pending) => {
-                // The request leaves this call, so the service polled ready has to go with
-                // it, leaving a clone behind. See "Be careful when cloning inner services":
-                // https://docs.rs/tower/latest/tower/trait.Service.html#be-careful-when-cloning-inner-services
-                let clone = self.inner.clone();
-                let ready = std::mem::replace(&mut self.inner, clone);
-                let config = Arc::clone(&self.config);
+                let config = Arc::clone(config);
                 let pending = span.instrument(pending);
-                let authenticating = Box::pin(async move {
-                    let principal = pending.await;
-                    timer.stop();
-                    let admitted =
-                        principal.and_then(|principal| config.admit(&mut req, principal, &span));
-                    if let Err(error) = &admitted {
-                        span.record(Err(error));
+                self.authenticating(Box::pin(async move {
+                    let admitted = async {
+                        let principal = pending.await;
+                        timer.stop();
+                        let principal = principal?;
+                        if let Some(replay) = confirm(presented, &principal, &req, &config)? {
+                            replay.await?;
+                        }
+                        config.admit(&mut req, principal, &span)
                     }
-                    admitted.map(|()| req)
-                });
-                ResponseFuture::authenticating(authenticating, ready, self.rejection.clone())
+                    .await;
+                    match admitted {
+                        Ok(()) => Ok(req),
+                        Err(error) => {
+                            span.record(Err(&error));
+                            Err(config.dpop.decorate(error, scheme))
+                        }
+                    }
+                }))
             }
         }
+    }
+}
+
+/// Checks the token's sender binding (DPoP key, client certificate) against the request.
+fn confirm<C, ReqB>(
+    presented: Option<Presented>,
+    principal: &Principal<C>,
+    req: &Request<ReqB>,
+    config: &Config,
+) -> Result<Option<PendingReplay>, AuthError> {
+    match presented {
+        Some(presented) => presented.confirm(principal, req.extensions(), &config.dpop),
+        None => Ok(None),
+    }
+}
+
+impl<S, A, R> BearerAuth<S, A, R> {
+    fn reject<ReqB, ResB>(&mut self, error: AuthError, scheme: Scheme) -> ResponseFuture<S, ReqB, R>
+    where
+        S: Service<Request<ReqB>, Response = Response<ResB>>,
+        R: OnRejection<ResB>,
+    {
+        let error = self.config.dpop.decorate(error, scheme);
+        ResponseFuture::rejected(&mut self.rejection, error)
+    }
+
+    fn authenticating<ReqB>(
+        &mut self,
+        authenticating: Authenticating<ReqB>,
+    ) -> ResponseFuture<S, ReqB, R>
+    where
+        S: Service<Request<ReqB>> + Clone,
+        R: Clone,
+    {
+        // The request leaves this call, so the service polled ready has to go with
+        // it, leaving a clone behind. See "Be careful when cloning inner services":
+        // https://docs.rs/tower/latest/tower/trait.Service.html#be-careful-when-cloning-inner-services
+        let clone = self.inner.clone();
+        let ready = std::mem::replace(&mut self.inner, clone);
+        ResponseFuture::authenticating(authenticating, ready, self.rejection.clone())
     }
 }

@@ -34,18 +34,22 @@ impl Default for TokenSource {
 }
 
 impl TokenSource {
-    /// Finds the one token in the request: `Ok(None)` when there is none.
-    pub(crate) fn extract<'r>(
+    /// Finds the one token in the request and the scheme it came with (`Ok(None)` when
+    /// there is none): `DPoP` only for an `Authorization: DPoP` header; every other source
+    /// counts as `Bearer`.
+    pub(crate) fn credentials<'r>(
         &self,
         headers: &'r HeaderMap,
         uri: &'r Uri,
-    ) -> Result<Option<Cow<'r, str>>, AuthError> {
+    ) -> Result<Option<(Cow<'r, str>, Scheme)>, AuthError> {
         let mut found = Found {
             token: None,
             max_len: self.max_len,
         };
-        if let Some(token) = authorization(headers)? {
+        let mut scheme = Scheme::Bearer;
+        if let Some((token, s)) = authorization(headers)? {
             found.add(Cow::Borrowed(token))?;
+            scheme = s;
         }
         // `Authorization` is always read; naming it again adds nothing.
         if let Some(name) = self.header.as_ref().filter(|n| *n != header::AUTHORIZATION) {
@@ -65,10 +69,19 @@ impl TokenSource {
             query(uri, &mut found)?;
         }
         match found.token {
-            Some(token) => check(&token).map(|()| Some(token)),
+            Some(token) => check(&token).map(|()| Some((token, scheme))),
             None => Ok(None),
         }
     }
+}
+
+/// The authorization scheme a token came with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Scheme {
+    /// `Bearer` (RFC 6750), or any source other than the `Authorization` header.
+    Bearer,
+    /// `DPoP` (RFC 9449 §7.1): a DPoP proof must come with it.
+    Dpop,
 }
 
 /// The one token found so far, from any enabled source.
@@ -95,8 +108,9 @@ impl<'r> Found<'r> {
     }
 }
 
-/// The token of an `Authorization: Bearer` header; another scheme counts as no token.
-fn authorization(headers: &HeaderMap) -> Result<Option<&str>, AuthError> {
+/// The token of an `Authorization: Bearer` or `DPoP` header; another scheme counts as no
+/// token.
+fn authorization(headers: &HeaderMap) -> Result<Option<(&str, Scheme)>, AuthError> {
     let mut values = headers.get_all(header::AUTHORIZATION).iter();
     let Some(value) = values.next() else {
         return Ok(None);
@@ -110,16 +124,20 @@ fn authorization(headers: &HeaderMap) -> Result<Option<&str>, AuthError> {
         .to_str()
         .map_err(|_| AuthError::invalid_request("the Authorization header is not visible ASCII"))?;
     let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
-    if !scheme.eq_ignore_ascii_case("bearer") {
+    let scheme = if scheme.eq_ignore_ascii_case("bearer") {
+        Scheme::Bearer
+    } else if scheme.eq_ignore_ascii_case("dpop") {
+        Scheme::Dpop
+    } else {
         return Ok(None);
-    }
+    };
     let token = rest.trim_start_matches(' ');
     if token.is_empty() {
         return Err(AuthError::invalid_request(
             "the Bearer credentials carry no token",
         ));
     }
-    Ok(Some(token))
+    Ok(Some((token, scheme)))
 }
 
 /// The values of every cookie named `name`.
@@ -189,8 +207,8 @@ mod tests {
 
     fn run(source: &TokenSource, req: &Request<()>) -> Result<Option<String>, ErrorKind> {
         source
-            .extract(req.headers(), req.uri())
-            .map(|t| t.map(Cow::into_owned))
+            .credentials(req.headers(), req.uri())
+            .map(|t| t.map(|(token, _)| token.into_owned()))
             .map_err(|e| e.kind())
     }
 
@@ -210,6 +228,10 @@ mod tests {
             ("BEARER abc", Ok(Some("abc"))),
             ("BeArEr   abc", Ok(Some("abc"))),
             ("Bearer a-b_c~d+e/f==", Ok(Some("a-b_c~d+e/f=="))),
+            ("DPoP abc.def.ghi", Ok(Some("abc.def.ghi"))),
+            ("dpop abc", Ok(Some("abc"))),
+            ("DPOP", Err(ErrorKind::InvalidRequest)),
+            ("DPoPabc", Ok(None)),
             ("Basic dXNlcjpwYXNz", Ok(None)),
             ("Bearerabc", Ok(None)),
             ("Bearer", Err(ErrorKind::InvalidRequest)),
@@ -225,6 +247,22 @@ mod tests {
             let expected = expected.map(|t| t.map(str::to_owned));
             assert_eq!(got, expected, "Authorization: {value}");
         }
+    }
+
+    #[test]
+    fn scheme_is_reported() {
+        let source = TokenSource::default();
+        let scheme = |value| {
+            let req = with_auth(value);
+            source
+                .credentials(req.headers(), req.uri())
+                .ok()
+                .flatten()
+                .map(|(_, s)| s)
+        };
+        assert_eq!(scheme("Bearer a"), Some(Scheme::Bearer));
+        assert_eq!(scheme("DPoP a"), Some(Scheme::Dpop));
+        assert_eq!(scheme("dPoP a"), Some(Scheme::Dpop));
     }
 
     #[test]

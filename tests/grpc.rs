@@ -645,3 +645,160 @@ async fn a_step_up_failure_is_unauthenticated_with_the_challenge_in_the_metadata
         .expect("a strong, recent authentication passes");
     assert_eq!(item.id, "apples");
 }
+
+// ---------------------------------------------------------------------------------------
+// DPoP (RFC 9449) under gRPC: `htu` is the gRPC request's URI, `htm` is `POST`.
+
+mod dpop {
+    use super::*;
+    use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
+    use sha2::{Digest, Sha256};
+
+    /// The committed P-256 test key as the client's proof key, with its public JWK and
+    /// RFC 7638 thumbprint.
+    struct ProofKey {
+        key: EncodingKey,
+        jwk: serde_json::Value,
+        jkt: String,
+    }
+
+    fn proof_key() -> ProofKey {
+        portcullis::__doc_support::install_crypto_provider();
+        let pem = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/keys/ec-p256.pem"
+        ))
+        .expect("tests/keys/ec-p256.pem");
+        let key = EncodingKey::from_ec_pem(&pem).expect("an EC private key");
+        let full =
+            serde_json::to_value(Jwk::from_encoding_key(&key, Algorithm::ES256).expect("JWK"))
+                .expect("JWK JSON");
+        let (x, y) = (
+            full["x"].as_str().expect("x"),
+            full["y"].as_str().expect("y"),
+        );
+        let canonical = format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#);
+        ProofKey {
+            jkt: URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes())),
+            jwk: json!({"kty": "EC", "crv": "P-256", "x": x, "y": y}),
+            key,
+        }
+    }
+
+    fn b64(value: &serde_json::Value) -> String {
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(value).expect("JSON"))
+    }
+
+    impl ProofKey {
+        fn proof(&self, htu: &str, token: &str, nonce: Option<&str>) -> String {
+            let mut claims = json!({
+                "jti": format!("{}-{htu}-{nonce:?}", now()),
+                "htm": "POST",
+                "htu": htu,
+                "iat": now(),
+                "ath": URL_SAFE_NO_PAD.encode(Sha256::digest(token.as_bytes())),
+            });
+            if let Some(nonce) = nonce {
+                claims["nonce"] = json!(nonce);
+            }
+            let header = json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": self.jwk});
+            let message = format!("{}.{}", b64(&header), b64(&claims));
+            let signature =
+                jsonwebtoken::crypto::sign(message.as_bytes(), &self.key, Algorithm::ES256)
+                    .expect("ES256");
+            format!("{message}.{signature}")
+        }
+    }
+
+    /// A `read` token bound to `jkt`.
+    fn bound_token(jkt: &str) -> String {
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = Some(KID.to_owned());
+        header.typ = Some("at+jwt".to_owned());
+        let claims = json!({
+            "iss": ISSUER, "aud": AUDIENCE, "sub": "alice", "scope": "read",
+            "iat": now(), "exp": now() + 300, "cnf": {"jkt": jkt},
+        });
+        jsonwebtoken::encode(&header, &claims, &signing_key()).expect("a signed token")
+    }
+
+    async fn call(
+        addr: SocketAddr,
+        scheme: &str,
+        token: &str,
+        proof: Option<String>,
+    ) -> Result<Item, Status> {
+        let mut request = Request::new(GetItemRequest {
+            id: "apples".to_owned(),
+        });
+        let metadata = request.metadata_mut();
+        metadata.insert(
+            "authorization",
+            format!("{scheme} {token}").parse().expect("ASCII"),
+        );
+        if let Some(proof) = proof {
+            metadata.insert("dpop", proof.parse().expect("ASCII"));
+        }
+        Ok(client(addr).await.get_item(request).await?.into_inner())
+    }
+
+    #[tokio::test]
+    async fn dpop_bound_tokens_need_a_proof_for_the_grpc_method() {
+        let key = proof_key();
+        let token = bound_token(&key.jkt);
+        let addr = serve(BearerAuthLayer::new(jwt()).grpc(), scopes_layer()).await;
+        let htu = format!("http://{addr}{GET_ITEM}");
+
+        let item = call(addr, "DPoP", &token, Some(key.proof(&htu, &token, None)))
+            .await
+            .expect("a valid proof for this method");
+        assert_eq!(item.requested_by, "alice");
+
+        let other = format!("http://{addr}{RESTOCK}");
+        let status = call(addr, "DPoP", &token, Some(key.proof(&other, &token, None))).await;
+        assert_status(
+            status,
+            Code::Unauthenticated,
+            "the DPoP proof is for another URI",
+            Some(&token),
+        );
+        let status = call(addr, "Bearer", &token, None).await;
+        assert_status(status, Code::Unauthenticated, INVALID_TOKEN, Some(&token));
+    }
+
+    #[tokio::test]
+    async fn the_dpop_nonce_travels_as_metadata() {
+        let key = proof_key();
+        let token = bound_token(&key.jkt);
+        let addr = serve(
+            BearerAuthLayer::new(jwt()).dpop_nonces(true).grpc(),
+            scopes_layer(),
+        )
+        .await;
+        let htu = format!("http://{addr}{GET_ITEM}");
+
+        let status = call(addr, "DPoP", &token, Some(key.proof(&htu, &token, None))).await;
+        let status = assert_status(
+            status,
+            Code::Unauthenticated,
+            "the DPoP proof lacks a valid server nonce",
+            Some(&token),
+        );
+        let nonce = status
+            .metadata()
+            .get("dpop-nonce")
+            .expect("a dpop-nonce in the status metadata")
+            .to_str()
+            .expect("ASCII")
+            .to_owned();
+        let item = call(
+            addr,
+            "DPoP",
+            &token,
+            Some(key.proof(&htu, &token, Some(&nonce))),
+        )
+        .await
+        .expect("the proof with the server's nonce");
+        assert_eq!(item.requested_by, "alice");
+    }
+}

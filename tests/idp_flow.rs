@@ -908,3 +908,182 @@ async fn the_protected_api_example_publishes_its_metadata_and_steps_up_admin() {
     assert!(challenge.contains(r#"scope="admin""#), "{challenge}");
     assert!(challenge.contains(metadata_url), "{challenge}");
 }
+
+// ── 8. examples/protected_api.rs with DPoP flags ───────────────────────────────────────────
+
+#[tokio::test]
+async fn the_protected_api_example_demands_dpop_and_nonces_when_asked() {
+    use support::dpop::{DpopKey, dpop_token};
+
+    let idp = Idp::start().await;
+    let key = DpopKey::generate();
+    let bound = dpop_token(&idp, &key, idp::API, "read").await;
+    let bearer = idp.client_credentials(idp::API, "read").await;
+    let example = ExampleServer::start(
+        &idp.issuer,
+        idp::API,
+        &[
+            "--dpop-required",
+            "--dpop-nonce",
+            "--public-url",
+            "https://api.example.com/v1",
+        ],
+    )
+    .await;
+    let me = format!("{}/me", example.url);
+    let htu = "https://api.example.com/v1/me";
+    let http = client();
+    let context = |what: &str| format!("{what}\n--- example stderr ---\n{}", example.stderr());
+    let dpop_get = |token: &str, proof: String| {
+        http.get(&me)
+            .header(AUTHORIZATION, format!("DPoP {token}"))
+            .header("dpop", proof)
+    };
+
+    // --dpop-required: a plain bearer token is refused, only DPoP is offered.
+    let answer = send(http.get(&me), Some(&bearer)).await;
+    assert_eq!(
+        answer.status,
+        StatusCode::UNAUTHORIZED,
+        "{}",
+        context(&format!("{answer:?}"))
+    );
+
+    // --dpop-nonce: the first proof is answered with a nonce, the retry with it passes.
+    let first = dpop_get(&bound, key.proof("GET", htu, Some(&bound)))
+        .send()
+        .await
+        .expect("the example answers");
+    assert_eq!(
+        first.status(),
+        StatusCode::UNAUTHORIZED,
+        "{}",
+        context("no nonce")
+    );
+    let challenge = first.headers()[WWW_AUTHENTICATE]
+        .to_str()
+        .expect("ASCII")
+        .to_owned();
+    assert!(
+        challenge.starts_with("DPoP ") && challenge.contains("use_dpop_nonce"),
+        "{challenge}"
+    );
+    let nonce = first.headers()["dpop-nonce"]
+        .to_str()
+        .expect("ASCII")
+        .to_owned();
+    let mut claims = key.claims("GET", htu, Some(&bound));
+    claims["nonce"] = json!(nonce);
+    let ok = dpop_get(&bound, key.sign(&key.header(), &claims))
+        .send()
+        .await
+        .expect("the example answers");
+    assert_eq!(ok.status(), StatusCode::OK, "{}", context("with the nonce"));
+    let body: Value = ok.json().await.expect("JSON");
+    assert_eq!(body["dpop_jkt"], key.thumbprint(), "{body}");
+}
+
+// ── 9. The example's roles, clients and tenant flags (an in-process issuer, no node) ────────
+
+/// `--roles-claim`, `--require-role`, `--allowed-client`, `--issuer-template` with
+/// `--template-jwks-uri` and `--tenant`, end to end through the example process, with
+/// tokens minted by an in-process issuer on `127.0.0.1:0`.
+#[tokio::test]
+async fn the_protected_api_example_enforces_roles_clients_and_tenants() {
+    use support::issuer::{IssuerServer, TestKey, jwks, mint, now};
+
+    const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+    const AUD: &str = "api://orders";
+    let key = TestKey::rsa_a();
+    let issuer = IssuerServer::start(jwks(&[&key])).await;
+    let template = format!("{}/{{tenantid}}/v2.0", issuer.issuer());
+    let jwks_uri = issuer.jwks_uri();
+    let example = ExampleServer::start(
+        issuer.issuer(),
+        AUD,
+        &[
+            "--roles-claim",
+            "realm_access.roles",
+            "--roles-claim",
+            "roles",
+            "--require-role",
+            "admin",
+            "--allowed-client",
+            "web",
+            "--allowed-client",
+            "cli",
+            "--issuer-template",
+            &template,
+            "--template-jwks-uri",
+            &jwks_uri,
+            "--tenant",
+            TENANT,
+        ],
+    )
+    .await;
+    let url = &example.url;
+    let http = client();
+    let token = |iss: String, extra: Value| {
+        let mut claims =
+            json!({ "iss": iss, "aud": AUD, "sub": "u", "exp": now() + 300, "iat": now() });
+        if let (Value::Object(c), Value::Object(e)) = (&mut claims, extra) {
+            c.extend(e);
+        }
+        mint(&key, claims)
+    };
+    let tenant_iss = |tenant: &str| format!("{}/{tenant}/v2.0", issuer.issuer());
+    let context = |what: &str| format!("{what}\n--- example stderr ---\n{}", example.stderr());
+
+    // Keycloak-shaped, exact issuer, allowed client, realm role `admin`.
+    let keycloak = token(
+        issuer.issuer().to_owned(),
+        json!({ "azp": "web", "realm_access": { "roles": ["admin"] } }),
+    );
+    send(http.get(format!("{url}/admin")), Some(&keycloak))
+        .await
+        .assert_ok(&context("GET /admin with the realm role"));
+    let me = send(http.get(format!("{url}/me")), Some(&keycloak)).await;
+    assert_eq!(me.json()["roles"], json!(["admin"]), "{me:?}");
+
+    // Entra-shaped, through the template, app role `admin` (`roles`), v1 client claim.
+    let entra = token(
+        tenant_iss(TENANT),
+        json!({ "tid": TENANT, "appid": "cli", "roles": ["admin"] }),
+    );
+    send(http.get(format!("{url}/admin")), Some(&entra))
+        .await
+        .assert_ok(&context("GET /admin as an allowed tenant"));
+    let me = send(http.get(format!("{url}/me")), Some(&entra)).await;
+    assert_eq!(me.json()["iss"], json!(tenant_iss(TENANT)), "{me:?}");
+
+    // No role: 403 on /admin, fine elsewhere.
+    let user = token(
+        issuer.issuer().to_owned(),
+        json!({ "azp": "web", "roles": ["user"] }),
+    );
+    let answer = send(http.get(format!("{url}/admin")), Some(&user)).await;
+    assert_eq!(answer.status, StatusCode::FORBIDDEN, "{answer:?}");
+    assert_eq!(answer.param("error").as_deref(), Some("insufficient_scope"));
+    send(http.get(format!("{url}/me")), Some(&user))
+        .await
+        .assert_ok(&context("GET /me without the role"));
+
+    // A client that is not allowed: 403 everywhere behind the auth layer.
+    let stranger = token(
+        issuer.issuer().to_owned(),
+        json!({ "azp": "other", "roles": ["admin"] }),
+    );
+    let answer = send(http.get(format!("{url}/me")), Some(&stranger)).await;
+    assert_eq!(answer.status, StatusCode::FORBIDDEN, "{answer:?}");
+
+    // A tenant outside `--tenant`, and a `tid` that is not the tenant of `iss`.
+    let other = "3c2a1b0e-0000-4000-8000-00000000abcd";
+    let outsider = token(tenant_iss(other), json!({ "tid": other, "azp": "web" }));
+    send(http.get(format!("{url}/me")), Some(&outsider))
+        .await
+        .assert_invalid_token("a tenant outside the allowlist");
+    let mismatched = token(tenant_iss(TENANT), json!({ "tid": other, "azp": "web" }));
+    send(http.get(format!("{url}/me")), Some(&mismatched))
+        .await
+        .assert_invalid_token("tid differs from the tenant in iss");
+}

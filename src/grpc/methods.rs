@@ -74,7 +74,7 @@ impl MethodMap {
 }
 
 /// `/package.Service/Method` → (`package.Service`, `Method`), both non-empty, no extra `/`.
-fn split_path(path: &str) -> Option<(&str, &str)> {
+pub(super) fn split_path(path: &str) -> Option<(&str, &str)> {
     let (service, method) = path.strip_prefix('/')?.split_once('/')?;
     (!service.is_empty() && !method.is_empty() && !method.contains('/'))
         .then_some((service, method))

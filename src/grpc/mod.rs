@@ -9,6 +9,8 @@
 //! - [`MethodScopesLayer`] maps methods (`/package.Service/Method`) and whole services to
 //!   [`ScopePolicy`](crate::ScopePolicy)s. **Unmapped methods are denied** unless
 //!   [`allow_unmapped`](MethodScopesLayer::allow_unmapped) is set.
+//! - [`MethodAuthoritiesLayer`] does the same with roles or other
+//!   [`Authorities`](crate::Authorities) and [`AuthorityPolicy`](crate::authz::AuthorityPolicy)s.
 //! - [`principal`] and [`scopes`] read what the auth layer put into a handler's
 //!   `tonic::Request`.
 //!
@@ -100,9 +102,11 @@
 //! # }
 //! ```
 
+mod authorities;
 mod methods;
 
 pub use crate::rejection::GrpcRejection;
+pub use authorities::{MethodAuthorities, MethodAuthoritiesLayer};
 pub use methods::{MethodScopes, MethodScopesLayer};
 
 use tonic::{Request, Status, server::NamedService};
@@ -163,6 +167,10 @@ impl<S: NamedService, R> NamedService for RequireScope<S, R> {
 }
 
 impl<S: NamedService, R> NamedService for MethodScopes<S, R> {
+    const NAME: &'static str = S::NAME;
+}
+
+impl<S: NamedService, R> NamedService for MethodAuthorities<S, R> {
     const NAME: &'static str = S::NAME;
 }
 

@@ -19,7 +19,8 @@ use super::{
 };
 use crate::{
     alg::Algorithm,
-    claims::{DEFAULT_LEEWAY, MAX_LEEWAY, ScopeClaim, TimeRules},
+    authorities::{AuthorityClaims, AuthoritySource},
+    claims::ClaimRules,
     error::ConfigError,
     http_client::{HttpOptions, http_option_setters, parse_url},
     principal::RegisteredClaims,
@@ -71,7 +72,8 @@ pub struct IntrospectionBuilder<C = RegisteredClaims> {
     endpoint: Option<String>,
     client: Option<(String, CredentialConfig)>,
     client_auth: ClientAuth,
-    audiences: Vec<String>,
+    claim_rules: ClaimRules,
+    authorities: Vec<AuthoritySource>,
     max_ttl: Duration,
     negative_ttl: Duration,
     capacity: u64,
@@ -79,8 +81,6 @@ pub struct IntrospectionBuilder<C = RegisteredClaims> {
     max_concurrent: usize,
     failure_threshold: u32,
     failure_backoff: Duration,
-    leeway: Duration,
-    scope_claim: ScopeClaim,
     http: HttpOptions,
     endpoint_hosts: Vec<String>,
     any_audience: bool,
@@ -95,7 +95,8 @@ impl Default for IntrospectionBuilder {
             endpoint: None,
             client: None,
             client_auth: ClientAuth::default(),
-            audiences: Vec::new(),
+            claim_rules: ClaimRules::default(),
+            authorities: Vec::new(),
             max_ttl: DEFAULT_CACHE_MAX_TTL,
             negative_ttl: DEFAULT_NEGATIVE_TTL,
             capacity: DEFAULT_CACHE_CAPACITY,
@@ -103,8 +104,6 @@ impl Default for IntrospectionBuilder {
             max_concurrent: DEFAULT_MAX_CONCURRENT_CALLS,
             failure_threshold: DEFAULT_FAILURE_THRESHOLD,
             failure_backoff: DEFAULT_FAILURE_BACKOFF,
-            leeway: DEFAULT_LEEWAY,
-            scope_claim: ScopeClaim::Default,
             http: HttpOptions::new(DEFAULT_MAX_INTROSPECTION_BYTES),
             endpoint_hosts: Vec::new(),
             any_audience: false,
@@ -204,7 +203,7 @@ impl<C> IntrospectionBuilder<C> {
     /// Requires an answer's `aud` to contain `audience`. Repeat to accept several.
     /// Required, unless [`dangerous_accept_any_audience`](Self::dangerous_accept_any_audience).
     pub fn audience(mut self, audience: impl Into<String>) -> Self {
-        self.audiences.push(audience.into());
+        self.claim_rules.audience(audience.into());
         self
     }
 
@@ -313,13 +312,21 @@ impl<C> IntrospectionBuilder<C> {
 
     /// Clock skew tolerated on `exp` and `nbf`. Default: 30 seconds; at most 5 minutes.
     pub fn leeway(mut self, leeway: Duration) -> Self {
-        self.leeway = leeway;
+        self.claim_rules.leeway = leeway;
         self
     }
 
     /// Reads scopes from the member `name` instead of `scope`. Default: `scope` (RFC 7662).
     pub fn scope_claim(mut self, name: impl Into<String>) -> Self {
-        self.scope_claim = ScopeClaim::Named(name.into().into_boxed_str());
+        self.claim_rules.scope_claim(name.into());
+        self
+    }
+
+    /// Reads roles or other authorities from `source` in the introspection answer into the
+    /// principal's [`Authorities`](crate::Authorities). Repeat to merge several sources.
+    /// Default: none, and the answer is not read for them.
+    pub fn authorities(mut self, source: AuthoritySource) -> Self {
+        self.authorities.push(source);
         self
     }
 
@@ -330,7 +337,8 @@ impl<C> IntrospectionBuilder<C> {
             endpoint: self.endpoint,
             client: self.client,
             client_auth: self.client_auth,
-            audiences: self.audiences,
+            claim_rules: self.claim_rules,
+            authorities: self.authorities,
             max_ttl: self.max_ttl,
             negative_ttl: self.negative_ttl,
             capacity: self.capacity,
@@ -338,8 +346,6 @@ impl<C> IntrospectionBuilder<C> {
             max_concurrent: self.max_concurrent,
             failure_threshold: self.failure_threshold,
             failure_backoff: self.failure_backoff,
-            leeway: self.leeway,
-            scope_claim: self.scope_claim,
             http: self.http,
             endpoint_hosts: self.endpoint_hosts,
             any_audience: self.any_audience,
@@ -362,16 +368,12 @@ impl<C> IntrospectionBuilder<C> {
             .client
             .filter(|(id, _)| !id.is_empty())
             .ok_or_else(|| ConfigError::new("client credentials are required"))?;
-        if self.leeway > MAX_LEEWAY {
-            return Err(ConfigError::new("the leeway may not exceed 5 minutes"));
-        }
-        if self.audiences.iter().any(String::is_empty)
-            || (self.audiences.is_empty() && !self.any_audience)
-        {
+        if self.claim_rules.audiences.is_empty() && !self.any_audience {
             return Err(ConfigError::new(
                 "at least one non-empty audience is required (or dangerous_accept_any_audience)",
             ));
         }
+        let rules = self.claim_rules.check(false)?;
         if self.max_concurrent == 0
             || self.failure_threshold == 0
             || self.failure_backoff < Duration::from_secs(1)
@@ -420,16 +422,11 @@ impl<C> IntrospectionBuilder<C> {
             inner: Arc::new(Inner {
                 rules: Rules {
                     issuer: Arc::clone(&issuer),
-                    audiences: self
-                        .audiences
-                        .into_iter()
-                        .map(String::into_boxed_str)
-                        .collect(),
+                    audiences: rules.audiences,
                     accept_missing_aud: self.accept_missing_aud,
-                    time: TimeRules {
-                        leeway: self.leeway.as_secs_f64(),
-                    },
-                    scope_claim: self.scope_claim,
+                    time: rules.time,
+                    scope_claim: rules.scope_claim,
+                    authorities: AuthorityClaims::new(&self.authorities)?,
                     max_ttl: self.max_ttl,
                 },
                 client: Client {

@@ -6,6 +6,7 @@ use std::{borrow::Cow, sync::Arc, time::Duration};
 use serde::{Deserialize, de::DeserializeOwned};
 
 use crate::{
+    authorities::AuthorityClaims,
     claims::{self, ScopeClaim, TimeRules},
     clock::system_time,
     error::AuthError,
@@ -21,6 +22,8 @@ pub(super) struct Rules {
     pub(super) accept_missing_aud: bool,
     pub(super) time: TimeRules,
     pub(super) scope_claim: ScopeClaim,
+    /// Where roles and other authorities are read from, if anywhere.
+    pub(super) authorities: AuthorityClaims,
     /// Longest life of a cached active answer.
     pub(super) max_ttl: Duration,
 }
@@ -69,14 +72,16 @@ struct Markers<'a> {
 /// answers: anything that is not a bearer access token, namely
 /// - a `token_type` other than `Bearer`, `access_token` or
 ///   `urn:ietf:params:oauth:token-type:access_token` (so `refresh_token`,
-///   `urn:ietf:params:oauth:token-type:refresh_token`, `DPoP`, `N_A`, …);
+///   `urn:ietf:params:oauth:token-type:refresh_token`, `N_A`, …), except `DPoP` when a `cnf`
+///   names the proof key (RFC 9449 §6.2);
 /// - a `token_use` other than `access_token`/`access` (e.g. `refresh_token`, `id`);
 /// - a `typ` of `Refresh` or `Offline` (Keycloak's refresh tokens);
-/// - a `cnf` member (a sender-constrained token);
 /// - an answer with neither `token_type` nor `aud` (what some providers, the reference
 ///   `oidc-provider` among them, answer for a refresh token): the audience waivers
 ///   (`dangerous_accept_any_audience`, `dangerous_accept_missing_audience`) only apply to
 ///   answers whose `token_type` says they are access tokens.
+///
+/// A `cnf` binding travels with the principal; the layer checks it against the request.
 pub(super) fn decide<C: DeserializeOwned>(
     body: &[u8],
     rules: &Rules,
@@ -90,8 +95,13 @@ pub(super) fn decide<C: DeserializeOwned>(
     let markers: Markers<'_> = serde_json::from_slice(body).map_err(|_| malformed())?;
     let not_access = || AuthError::invalid_token("the token is not a bearer access token");
     let is_one_of = |value: &str, list: &[&str]| list.iter().any(|t| value.eq_ignore_ascii_case(t));
+    let names_proof_key = view
+        .cnf
+        .as_ref()
+        .is_some_and(|c| c.jwk_thumbprint().is_some());
     let typed_access = match view.token_type.as_deref() {
         Some(t) if is_one_of(t, &ACCESS_TOKEN_TYPES) => true,
+        Some(t) if t.eq_ignore_ascii_case("dpop") && names_proof_key => true,
         Some(_) => return Err(not_access()),
         None => false,
     };
@@ -103,7 +113,6 @@ pub(super) fn decide<C: DeserializeOwned>(
             .typ
             .as_deref()
             .is_some_and(|t| is_one_of(t, &REFRESH_TYPS))
-        || view.cnf
     {
         return Err(not_access());
     }
@@ -138,16 +147,19 @@ pub(super) fn decide<C: DeserializeOwned>(
         None => rules.max_ttl,
     };
     let scopes = rules.scope_claim.scopes(&view);
+    let authorities = rules.authorities.extract(body)?;
     Ok(Active {
         ttl,
-        principal: Principal::new(
+        principal: Principal::new_confirmed(
             Arc::clone(&rules.issuer),
             view.sub.map(|s| s.into_owned().into_boxed_str()),
             scopes,
             view.exp.and_then(system_time),
             UserAuthentication::new(view.acr.as_deref(), view.auth_time.and_then(system_time)),
             claims,
-        ),
+            view.cnf,
+        )
+        .with_authorities(authorities),
     })
 }
 
@@ -165,6 +177,7 @@ mod tests {
             accept_missing_aud,
             time: TimeRules { leeway: 30.0 },
             scope_claim: ScopeClaim::Default,
+            authorities: AuthorityClaims::default(),
             max_ttl: Duration::from_secs(60),
         }
     }
@@ -262,16 +275,23 @@ mod tests {
                 &api,
                 Some("the introspection answer is malformed"),
             ),
-            // Sender-constrained.
+            // Sender-constrained: a DPoP token names its proof key (RFC 9449 §6.2); the binding
+            // travels with the principal and the layer checks it.
             (
                 r#"{"active":true,"aud":"api","token_type":"DPoP","cnf":{"jkt":"x"}}"#,
+                &api,
+                None,
+            ),
+            (
+                r#"{"active":true,"aud":"api","token_type":"DPoP"}"#,
                 &api,
                 Some(NOT_ACCESS),
             ),
             (
+                // A confirmation that names no key is malformed (see `claims`).
                 r#"{"active":true,"aud":"api","token_type":"Bearer","cnf":{}}"#,
                 &api,
-                Some(NOT_ACCESS),
+                Some("the introspection answer is malformed"),
             ),
             // Issuer and audience.
             (

@@ -2,9 +2,14 @@
 
 use std::{fmt, marker::PhantomData, sync::Arc, time::Duration};
 
-use super::{Inner, Jwt, header::TypPolicy};
+use super::{
+    Inner, Jwt,
+    header::TypPolicy,
+    tenant::{self, TenantIssuer},
+};
 use crate::{
     alg::{AlgSet, Algorithm},
+    authorities::{AuthorityClaims, AuthoritySource},
     claims::ClaimRules,
     error::ConfigError,
     http_client::{DEFAULT_MAX_RESPONSE_BYTES, HttpOptions, http_option_setters, parse_url},
@@ -63,6 +68,9 @@ pub struct JwtBuilder<C = RegisteredClaims> {
     claim_rules: ClaimRules,
     policy: CachePolicy,
     http: HttpOptions,
+    authorities: Vec<AuthoritySource>,
+    tenant_issuers: Vec<TenantIssuer>,
+    issuer_audiences: Vec<(String, String)>,
     _claims: PhantomData<fn() -> C>,
 }
 
@@ -77,6 +85,9 @@ impl Default for JwtBuilder {
             claim_rules: ClaimRules::default(),
             policy: CachePolicy::default(),
             http: HttpOptions::new(DEFAULT_MAX_RESPONSE_BYTES),
+            authorities: Vec::new(),
+            tenant_issuers: Vec::new(),
+            issuer_audiences: Vec::new(),
             _claims: PhantomData,
         }
     }
@@ -122,6 +133,29 @@ impl<C> JwtBuilder<C> {
         self
     }
 
+    /// Trusts every issuer that fits a multi-tenant template, checking `tid` against the
+    /// tenant in `iss` (see [`TenantIssuer`]). Repeat for several templates (Entra ID's v1
+    /// and v2 issuers, say). Exact issuers are matched first. None by default.
+    pub fn tenant_issuer(mut self, tenant_issuer: TenantIssuer) -> Self {
+        self.tenant_issuers.push(tenant_issuer);
+        self
+    }
+
+    /// Tokens of `issuer` (an exact issuer, or a [`TenantIssuer`] template as written) must
+    /// name `audience` (or another audience given for it here) instead of the
+    /// [`audience`](Self::audience)s, so that a token one issuer minted for another API is
+    /// refused even when a sibling issuer uses that API's audience. Repeat for several.
+    /// Default: every issuer uses the `audience` list; an issuer without either is refused
+    /// at `build()`.
+    pub fn issuer_audience(
+        mut self,
+        issuer: impl Into<String>,
+        audience: impl Into<String>,
+    ) -> Self {
+        self.issuer_audiences.push((issuer.into(), audience.into()));
+        self
+    }
+
     /// Accepts tokens whose `aud` (a string or an array) contains `audience`. Repeat to
     /// accept several. Required: there is no default.
     pub fn audience(mut self, audience: impl Into<String>) -> Self {
@@ -158,6 +192,15 @@ impl<C> JwtBuilder<C> {
     /// `invalid_token`), whatever [`strict_rfc9068`](Self::strict_rfc9068) says.
     pub fn dangerous_accept_id_tokens(mut self, accept: bool) -> Self {
         self.accept_id_tokens = accept;
+        self
+    }
+
+    /// Reads roles or other authorities from `source` into the principal's
+    /// [`Authorities`](crate::Authorities), for
+    /// [`RequireAuthorityLayer`](crate::RequireAuthorityLayer). Repeat to merge several
+    /// sources. Default: none, and the claims are not read for them.
+    pub fn authorities(mut self, source: AuthoritySource) -> Self {
+        self.authorities.push(source);
         self
     }
 
@@ -229,6 +272,9 @@ impl<C> JwtBuilder<C> {
             claim_rules: self.claim_rules,
             policy: self.policy,
             http: self.http,
+            authorities: self.authorities,
+            tenant_issuers: self.tenant_issuers,
+            issuer_audiences: self.issuer_audiences,
             _claims: PhantomData,
         }
     }
@@ -237,10 +283,11 @@ impl<C> JwtBuilder<C> {
     /// here; nothing is fetched.
     pub fn build(self) -> Result<Jwt<C>, ConfigError> {
         crate::crypto::install_provider();
-        if self.issuers.is_empty() {
+        if self.issuers.is_empty() && self.tenant_issuers.is_empty() {
             return Err(ConfigError::new("at least one issuer is required"));
         }
-        let rules = self.claim_rules.check(true)?;
+        // Per-issuer audiences can stand in for the global ones (checked per issuer below).
+        let rules = self.claim_rules.check(self.issuer_audiences.is_empty())?;
         let http = self.http.build()?;
         let mut policy = self.policy;
         policy.allow_http = self.http.allow_http;
@@ -312,9 +359,23 @@ impl<C> JwtBuilder<C> {
                 allowed,
             ));
         }
+        let exact = issuers.len();
+        let templates = tenant::caches(
+            &self.tenant_issuers,
+            &mut issuers,
+            &http,
+            policy,
+            allowed,
+            &jwks_hosts,
+        )?;
+        let audiences_by_issuer =
+            super::audiences::per_issuer(&issuers, &self.issuer_audiences, &rules.audiences)?;
         Ok(Jwt {
             inner: Arc::new(Inner {
                 issuers: issuers.into_boxed_slice(),
+                audiences_by_issuer,
+                exact,
+                templates,
                 audiences: rules.audiences,
                 allowed,
                 accept_id_tokens: self.accept_id_tokens,
@@ -325,6 +386,7 @@ impl<C> JwtBuilder<C> {
                 },
                 time: rules.time,
                 scope_claim: rules.scope_claim,
+                authorities: AuthorityClaims::new(&self.authorities)?,
                 cooldown: policy.cooldown,
             }),
             _claims: PhantomData,

@@ -35,8 +35,11 @@
 //! # }
 //! ```
 
+mod audiences;
 mod builder;
 pub(crate) mod header;
+mod tenant;
+mod tenant_keys;
 
 use std::{
     fmt,
@@ -51,6 +54,7 @@ use serde::de::DeserializeOwned;
 use crate::{
     alg::AlgSet,
     authenticate::{Authenticate, Authentication},
+    authorities::AuthorityClaims,
     claims::{self, ScopeClaim, TimeRules},
     clock::{system_time, unix_now},
     error::AuthError,
@@ -60,6 +64,8 @@ use crate::{
 use header::TypPolicy;
 
 pub use builder::JwtBuilder;
+pub use tenant::{TENANT_PLACEHOLDER, TenantIssuer};
+pub use tenant_keys::DEFAULT_MAX_TENANTS;
 
 pub use crate::claims::{DEFAULT_LEEWAY, MAX_LEEWAY};
 
@@ -72,13 +78,20 @@ pub struct Jwt<C = RegisteredClaims> {
 }
 
 struct Inner {
+    /// The exact issuers first, then one cache per tenant template.
     issuers: Box<[JwksCache]>,
+    /// How many of `issuers` are exact.
+    exact: usize,
+    templates: Box<[tenant::TemplateCache]>,
     audiences: Box<[Box<str>]>,
+    /// The audiences per key cache (aligned with `issuers`).
+    audiences_by_issuer: Box<[audiences::Audiences]>,
     allowed: AlgSet,
     typ: TypPolicy,
     accept_id_tokens: bool,
     time: TimeRules,
     scope_claim: ScopeClaim,
+    authorities: AuthorityClaims,
     cooldown: Duration,
 }
 
@@ -116,9 +129,12 @@ impl<C> fmt::Debug for Jwt<C> {
 }
 
 impl<C> Jwt<C> {
-    /// The trusted issuers, in configuration order.
+    /// The trusted exact issuers, in configuration order.
     pub(crate) fn issuer_names(&self) -> impl Iterator<Item = &str> {
-        self.inner.issuers.iter().map(|c| &**c.issuer())
+        // Exact issuers only: a tenant template is no authorization server's name.
+        self.inner.issuers[..self.inner.exact]
+            .iter()
+            .map(|c| &**c.issuer())
     }
 }
 
@@ -132,7 +148,9 @@ impl Jwt {
 /// Why the first attempt could not decide.
 enum Step {
     Reject(AuthError),
-    Refresh(usize),
+    Refresh(tenant::Found),
+    /// A tenant only the template's resolver can judge: (template, tenant).
+    Resolve(usize, Box<str>),
 }
 
 impl From<AuthError> for Step {
@@ -179,34 +197,33 @@ where
             .iss
             .as_deref()
             .ok_or_else(|| AuthError::invalid_token("the token has no issuer"))?;
-        let index = inner
-            .issuers
+        let (found, templated) = match inner.issuers[..inner.exact]
             .iter()
             .position(|c| **c.issuer() == *iss)
-            .ok_or_else(|| AuthError::invalid_token("the token's issuer is not trusted"))?;
+        {
+            Some(index) => (tenant::Found::exact(index), false),
+            None => (
+                tenant::find(&inner.templates, iss, view.tid.as_deref())?,
+                true,
+            ),
+        };
         if view.not_an_access_token() && !inner.accept_id_tokens {
             return Err(AuthError::invalid_token(
                 "the token is an ID token or a refresh token, not an access token",
             )
             .into());
         }
-        if view.cnf {
-            return Err(AuthError::invalid_token(
-                "the token is bound to a key (cnf) and cannot be used as a bearer token",
-            )
-            .into());
-        }
         inner.time.check(&view, unix_now(), true)?;
-        if !claims::audience_matches(view.aud.as_ref(), &inner.audiences) {
+        if !claims::audience_matches(view.aud.as_ref(), &inner.audiences_by_issuer[found.index]) {
             return Err(
                 AuthError::invalid_token("the token is not meant for this audience").into(),
             );
         }
-        let cache = &inner.issuers[index];
+        let cache = found.cache(&inner.issuers);
         let kid = header.kid.as_deref();
         let (keys, refetch) = match cache.current(Instant::now()) {
             Keys::Ready { keys, refetch } => (keys, refetch && may_refresh),
-            Keys::MustRefresh if may_refresh => return Err(Step::Refresh(index)),
+            Keys::MustRefresh if may_refresh => return Err(Step::Refresh(found.clone())),
             Keys::MustRefresh => {
                 return Err(AuthError::unavailable(
                     "the issuer's keys cannot be fetched",
@@ -242,7 +259,7 @@ where
             // corrupted token, not a rotation.
             let known = kid.is_some_and(|k| keys.has_kid(k));
             return Err(if refetch && !known {
-                Step::Refresh(index)
+                Step::Refresh(found.clone())
             } else if !known && cache.last_fetch_failed() {
                 // The issuer may hold the key but cannot be asked: not the token's fault.
                 AuthError::unavailable("the issuer's keys cannot be fetched", inner.cooldown).into()
@@ -252,18 +269,40 @@ where
                 AuthError::invalid_token("no trusted key matches the token").into()
             });
         }
+        if let Some(step) = found.undecided() {
+            return Err(step);
+        }
         let claims: C = serde_json::from_slice(&payload).map_err(|_| {
             AuthError::invalid_token("the token's claims do not have the expected shape")
         })?;
         let scopes = inner.scope_claim.scopes(&view);
-        Ok(Principal::new(
-            Arc::clone(cache.issuer()),
+        let authorities = inner.authorities.extract(&payload)?;
+        let issuer = if templated {
+            Arc::from(iss)
+        } else {
+            Arc::clone(cache.issuer())
+        };
+        // A `cnf` binding travels with the principal; the layer checks it against the request.
+        Ok(Principal::new_confirmed(
+            issuer,
             view.sub.map(|s| s.into_owned().into_boxed_str()),
             scopes,
             view.exp.and_then(system_time),
             UserAuthentication::new(view.acr.as_deref(), view.auth_time.and_then(system_time)),
             claims,
-        ))
+            view.cnf,
+        )
+        .with_authorities(authorities))
+    }
+
+    /// The answer when a retry still cannot decide.
+    fn give_up(&self, step: Step) -> AuthError {
+        match step {
+            Step::Reject(e) => e,
+            Step::Refresh(_) | Step::Resolve(..) => {
+                AuthError::unavailable("the issuer's keys cannot be fetched", self.inner.cooldown)
+            }
+        }
     }
 
     /// Fetches the keys of every issuer that fetches keys, all at once: an explicit warm-up
@@ -300,19 +339,30 @@ where
         match self.validate(token, true) {
             Ok(principal) => Authentication::Ready(Ok(principal)),
             Err(Step::Reject(e)) => Authentication::Ready(Err(e)),
-            Err(Step::Refresh(index)) => {
-                let refresh = self.inner.issuers[index].refresh();
+            Err(Step::Refresh(found)) => {
+                let refresh = found.cache(&self.inner.issuers).refresh();
                 let this = self.clone();
                 let token = token.to_owned();
                 Authentication::Pending(Box::pin(async move {
                     refresh.await;
-                    this.validate(&token, false).map_err(|step| match step {
-                        Step::Reject(e) => e,
-                        Step::Refresh(_) => AuthError::unavailable(
-                            "the issuer's keys cannot be fetched",
-                            this.inner.cooldown,
-                        ),
-                    })
+                    this.validate(&token, false)
+                        .map_err(|step| this.give_up(step))
+                }))
+            }
+            Err(Step::Resolve(at, tenant)) => {
+                let this = self.clone();
+                let token = token.to_owned();
+                Authentication::Pending(Box::pin(async move {
+                    tenant::resolve(&this.inner.templates, at, tenant).await;
+                    // A tenant just accepted may still need its keys fetched.
+                    match this.validate(&token, true) {
+                        Err(Step::Refresh(found)) => {
+                            found.cache(&this.inner.issuers).refresh().await;
+                            this.validate(&token, false)
+                        }
+                        other => other,
+                    }
+                    .map_err(|step| this.give_up(step))
                 }))
             }
         }

@@ -40,6 +40,7 @@ impl GrpcRejection {
             | ErrorKind::InvalidRequest
             | ErrorKind::InvalidToken
             | ErrorKind::InsufficientUserAuthentication => Code::Unauthenticated,
+            ErrorKind::InvalidDpopProof | ErrorKind::UseDpopNonce => Code::Unauthenticated,
             ErrorKind::InsufficientScope => Code::PermissionDenied,
             ErrorKind::Unavailable => Code::Unavailable,
         };
@@ -56,6 +57,13 @@ impl GrpcRejection {
             if let Ok(value) = MetadataValue::try_from(challenge.as_str()) {
                 status.metadata_mut().insert("www-authenticate", value);
             }
+        }
+        // RFC 9449 §8 over gRPC: the fresh nonce travels as `dpop-nonce` metadata.
+        if let Some(nonce) = error
+            .dpop_nonce()
+            .and_then(|n| MetadataValue::try_from(n).ok())
+        {
+            status.metadata_mut().insert("dpop-nonce", nonce);
         }
         status
     }

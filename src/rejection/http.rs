@@ -57,22 +57,38 @@ impl HttpRejection {
         self
     }
 
-    /// The `WWW-Authenticate` value for `error`.
+    /// The `WWW-Authenticate: Bearer` value for `error`.
     pub fn challenge(&self, error: &AuthError) -> HeaderValue {
-        let mut value = String::from("Bearer realm=\"");
+        self.challenge_with("Bearer realm=\"", error, true)
+    }
+
+    /// The `WWW-Authenticate: DPoP` value for `error` (RFC 9449 §7.1), when the layer
+    /// accepts DPoP: the realm, the proof algorithms and, when the error concerns the DPoP
+    /// request, the `error` attributes.
+    pub fn dpop_challenge(&self, error: &AuthError) -> Option<HeaderValue> {
+        let dpop = error.dpop_challenge()?;
+        let start = format!("DPoP algs=\"{}\", realm=\"", dpop.algs);
+        Some(self.challenge_with(&start, error, dpop.on_dpop))
+    }
+
+    fn challenge_with(&self, start: &str, error: &AuthError, with_error: bool) -> HeaderValue {
+        let mut value = String::from(start);
         push_quoted(&mut value, &self.realm);
         value.push('"');
-        if let Some(code) = error.kind().error_code() {
+        let error_code = error.kind().error_code().filter(|_| with_error);
+        if let Some(code) = error_code {
             let _ = write!(value, ", error=\"{code}\", error_description=\"");
             push_quoted(&mut value, error.public_description());
             value.push('"');
         }
-        if let Some(scope) = error.required_scope() {
+        if let Some(scope) = error.required_scope().filter(|_| with_error) {
             value.push_str(", scope=\"");
             push_quoted(&mut value, scope);
             value.push('"');
         }
-        push_step_up(&mut value, error);
+        if with_error {
+            push_step_up(&mut value, error);
+        }
         if let Some(url) = &self.resource_metadata {
             value.push_str(", resource_metadata=\"");
             push_quoted(&mut value, url);
@@ -114,7 +130,24 @@ impl<B: Default> OnRejection<B> for HttpRejection {
         *response.status_mut() = error.status();
         let headers = response.headers_mut();
         if error.kind() != ErrorKind::Unavailable {
-            headers.insert(header::WWW_AUTHENTICATE, self.challenge(error));
+            let dpop = error.dpop_challenge();
+            // With DPoP required only the `DPoP` challenge is offered (RFC 9449 §7.1).
+            if dpop.is_none_or(|d| d.bearer) {
+                let bearer = match dpop {
+                    Some(d) => self.challenge_with("Bearer realm=\"", error, !d.on_dpop),
+                    None => self.challenge(error),
+                };
+                headers.append(header::WWW_AUTHENTICATE, bearer);
+            }
+            if let Some(challenge) = self.dpop_challenge(error) {
+                headers.append(header::WWW_AUTHENTICATE, challenge);
+            }
+            if let Some(nonce) = error
+                .dpop_nonce()
+                .and_then(|n| HeaderValue::from_str(n).ok())
+            {
+                headers.insert(crate::dpop::DPOP_NONCE.clone(), nonce);
+            }
         }
         if let Some(after) = error.retry_after() {
             // Rounded up: a client waiting exactly this long must find the cooldown over.

@@ -187,6 +187,20 @@ class SharedMemoryAdapter {
 }
 
 // ---------------------------------------------------------------------------------------------
+// DPoP (RFC 9449): sender-constrained tokens
+//
+// A token request carrying a `DPoP` proof gets a token bound to the proof's key: a JWT access
+// token with `cnf.jkt`, or an opaque token whose introspection answer has `cnf.jkt` and
+// `token_type: "DPoP"`. Requests without a proof still get plain bearer tokens. The provider
+// demands no nonce of its own.
+// ---------------------------------------------------------------------------------------------
+
+const DPOP_FEATURE = {
+  enabled: true,
+  requireNonce: () => false,
+};
+
+// ---------------------------------------------------------------------------------------------
 // Provider configuration
 // ---------------------------------------------------------------------------------------------
 
@@ -288,6 +302,7 @@ function configuration() {
         },
       },
       revocation: { enabled: true },
+      dPoP: DPOP_FEATURE,
       resourceIndicators: {
         enabled: true,
         // No default: a request that names no resource gets an opaque token for the userinfo

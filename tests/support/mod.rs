@@ -7,6 +7,7 @@
 //! Each test binary uses a different part of it.
 #![allow(dead_code)]
 
+pub mod dpop;
 pub mod idp;
 pub mod introspection;
 pub mod issuer;
