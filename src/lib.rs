@@ -149,6 +149,8 @@ pub mod extract;
 pub mod grpc;
 #[cfg(feature = "introspection")]
 pub mod introspect;
+#[cfg(feature = "redis")]
+pub mod store;
 
 pub use alg::Algorithm;
 pub use authenticate::{Authenticate, Authentication, PendingAuthentication};
@@ -167,6 +169,8 @@ pub use rejection::{DEFAULT_REALM, HttpRejection, OnRejection};
 pub use scope::{RequireScope, RequireScopeLayer, ScopePolicy};
 pub use service::BearerAuth;
 pub use step_up::{RequireStepUpLayer, StepUpPolicy};
+#[cfg(feature = "redis")]
+pub use store::RedisStore;
 pub use token::DEFAULT_MAX_TOKEN_LEN;
 
 #[doc(hidden)]
