@@ -42,6 +42,10 @@
 
 mod builder;
 mod health;
+// Wired into the introspection cache once that cache's hook lands.
+#[cfg(feature = "introspection")]
+#[allow(dead_code)]
+pub(crate) mod introspection;
 mod seal;
 
 pub use builder::{
