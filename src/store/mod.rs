@@ -291,12 +291,14 @@ impl RedisStore {
                 url = %self.inner.shown_url,
                 error = _error.map(StoreError::reason).unwrap_or_default(),
                 backoff = ?self.inner.health.backoff(),
-                "Redis cannot be used: shared state is off until a probe succeeds"
+                "Redis cannot be used: until a probe succeeds, introspection answers are \
+                 not shared (local cache only) and shared DPoP replay checks fail (503, or \
+                 pass unchecked with dangerous_fail_open)"
             ),
             Some(Change::Restored) => tracing::info!(
                 target: "portcullis::redis",
                 url = %self.inner.shown_url,
-                "Redis is back: shared state is on"
+                "Redis is back: introspection answers and DPoP replay checks are shared again"
             ),
             None => {}
         }
