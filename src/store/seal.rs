@@ -128,6 +128,45 @@ mod tests {
         );
     }
 
+    mod properties {
+        use proptest::{prelude::*, sample::Index, test_runner::Config};
+
+        use super::{KEY, Sealer};
+
+        proptest! {
+            #![proptest_config(Config { cases: 256, max_shrink_iters: 2_000, ..Config::default() })]
+
+            /// Any payload under any key round-trips; changing any one byte of the stored
+            /// value, cutting it anywhere or reading it under another key never opens.
+            #[test]
+            fn only_the_sealed_bytes_under_their_key_open(
+                redis_key in proptest::collection::vec(any::<u8>(), 0..40),
+                payload in proptest::collection::vec(any::<u8>(), 0..200),
+                at in any::<Index>(),
+                flip in 1u8..=255,
+                cut in any::<Index>(),
+            ) {
+                let sealer = Sealer::new(KEY).expect("key");
+                let sealed = sealer.seal(&redis_key, &payload);
+                prop_assert_eq!(sealer.open(&redis_key, &sealed), Some(&payload[..]));
+                let mut changed = sealed.clone();
+                changed[at.index(sealed.len())] ^= flip;
+                prop_assert_eq!(sealer.open(&redis_key, &changed), None);
+                prop_assert_eq!(sealer.open(&redis_key, &sealed[..cut.index(sealed.len())]), None);
+                let mut other_key = redis_key.clone();
+                other_key.push(0);
+                prop_assert_eq!(sealer.open(&other_key, &sealed), None);
+            }
+
+            /// Arbitrary bytes never open (a forged tag has a 2^-256 chance).
+            #[test]
+            fn arbitrary_bytes_never_open(value in proptest::collection::vec(any::<u8>(), 0..300)) {
+                let sealer = Sealer::new(KEY).expect("key");
+                prop_assert_eq!(sealer.open(b"k", &value), None);
+            }
+        }
+    }
+
     #[test]
     fn an_empty_payload_round_trips() {
         let sealer = Sealer::new(KEY).expect("key");
