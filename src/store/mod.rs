@@ -46,12 +46,14 @@ mod health;
 #[cfg(feature = "introspection")]
 #[allow(dead_code)]
 pub(crate) mod introspection;
+mod replay;
 mod seal;
 
 pub use builder::{
     DEFAULT_KEY_PREFIX, DEFAULT_MAX_VALUE_BYTES, DEFAULT_REDIS_BACKOFF, DEFAULT_REDIS_TIMEOUT,
     RedisStoreBuilder,
 };
+pub use replay::RedisReplayStore;
 pub use seal::MIN_SHARED_KEY_LEN;
 
 use std::{
