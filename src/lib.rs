@@ -70,7 +70,7 @@
 //! | `aws-lc-rs` | yes | signature checks through aws-lc-rs |
 //! | `rust-crypto` | no | signature checks through RustCrypto (aws-lc-rs wins when both are on) |
 //! | `tonic` | no | gRPC rejections and per-method scopes |
-//! | `redis` | no | [`RedisStore`]: state shared by replicas in Redis or Valkey |
+//! | `redis` | no | [`RedisStore`]: state shared by replicas in Redis or Valkey, e.g. the DPoP replay store [`store::RedisReplayStore`] |
 //!
 //! # Security notes
 //!
