@@ -64,8 +64,8 @@
 //!     --tenant 72f988bf-86f1-41af-91ab-2d7cd011db47
 //! ```
 //!
-//! Replicas behind a load balancer share their introspection answers and their record of
-//! DPoP proofs through Redis with `--redis-url redis://host:6379/0` (built with
+//! Replicas behind a load balancer share their record of DPoP proofs through Redis with
+//! `--redis-url redis://host:6379/0` (built with
 //! `--features redis`; every replica sets the same `PORTCULLIS_REDIS_SHARED_KEY`, at least
 //! 32 bytes).
 //!
@@ -644,7 +644,7 @@ const REDIS_URL: Opt = Opt {
     flag: "--redis-url",
     env: "PORTCULLIS_REDIS_URL",
     value: "URL",
-    help: "share introspection answers and DPoP proofs with the other replicas through Redis \
+    help: "record DPoP proofs in Redis, shared with the other replicas \
            (feature `redis`; shared key from PORTCULLIS_REDIS_SHARED_KEY)",
     many: false,
     default: None,

@@ -42,10 +42,6 @@
 
 mod builder;
 mod health;
-// Wired into the introspection cache once that cache's hook lands.
-#[cfg(feature = "introspection")]
-#[allow(dead_code)]
-pub(crate) mod introspection;
 mod replay;
 mod seal;
 
@@ -293,14 +289,13 @@ impl RedisStore {
                 url = %self.inner.shown_url,
                 error = _error.map(StoreError::reason).unwrap_or_default(),
                 backoff = ?self.inner.health.backoff(),
-                "Redis cannot be used: until a probe succeeds, introspection answers are \
-                 not shared (local cache only) and shared DPoP replay checks fail (503, or \
-                 pass unchecked with dangerous_fail_open)"
+                "Redis cannot be used: until a probe succeeds, shared DPoP replay checks \
+                 fail (503, or pass unchecked with dangerous_fail_open)"
             ),
             Some(Change::Restored) => tracing::info!(
                 target: "portcullis::redis",
                 url = %self.inner.shown_url,
-                "Redis is back: introspection answers and DPoP replay checks are shared again"
+                "Redis is back: DPoP replay checks are shared again"
             ),
             None => {}
         }
