@@ -69,6 +69,11 @@
 //!     --tenant 72f988bf-86f1-41af-91ab-2d7cd011db47
 //! ```
 //!
+//! Replicas behind a load balancer share their record of DPoP proofs through Redis with
+//! `--redis-url redis://host:6379/0` (built with
+//! `--features redis`; every replica sets the same `PORTCULLIS_REDIS_SHARED_KEY`, at least
+//! 32 bytes).
+//!
 //! Run with `--help` for every option. Logs go through `tracing-subscriber`; set `RUST_LOG`
 //! to change the default `info,portcullis=debug` (rejections are logged by portcullis at
 //! DEBUG under the target `portcullis::rejection`).
@@ -352,12 +357,66 @@ fn auth_layer<A>(config: &Config, auth: A) -> std::io::Result<BearerAuthLayer<A>
     let layer = BearerAuthLayer::new(auth)
         .dpop_required(config.dpop_required)
         .dpop_nonces(config.dpop_nonce);
+    let layer = match &config.redis {
+        Some(store) => shared_replay_store(layer, store),
+        None => layer,
+    };
     match &config.public_url {
         None => Ok(layer),
         Some(url) => layer
             .dpop_public_url(url)
             .map_err(|e| std::io::Error::other(format!("{}: {e}", PUBLIC_URL.flag))),
     }
+}
+
+// ── Redis (feature `redis`) ──────────────────────────────────────────────────────────────
+
+#[cfg(feature = "redis")]
+type SharedStore = portcullis::RedisStore;
+/// Without the feature there is no store: `--redis-url` is refused.
+#[cfg(not(feature = "redis"))]
+type SharedStore = std::convert::Infallible;
+
+/// The store the replicas share, when `--redis-url` is given. Building does no I/O: the
+/// connection is made by the first request that needs it.
+#[cfg(feature = "redis")]
+fn shared_store(url: Option<String>, key: Option<String>) -> Result<Option<SharedStore>, String> {
+    let Some(url) = url else { return Ok(None) };
+    let key = key.ok_or_else(|| {
+        format!(
+            "{} needs PORTCULLIS_REDIS_SHARED_KEY (at least 32 bytes, the same on every replica)",
+            REDIS_URL.flag
+        )
+    })?;
+    portcullis::RedisStore::builder()
+        .url(url)
+        .shared_key(key.into_bytes())
+        .build()
+        .map(Some)
+        .map_err(|e| format!("{}: {e}", REDIS_URL.flag))
+}
+
+#[cfg(not(feature = "redis"))]
+fn shared_store(url: Option<String>, _key: Option<String>) -> Result<Option<SharedStore>, String> {
+    match url {
+        None => Ok(None),
+        Some(_) => Err(format!(
+            "{} needs the `redis` feature: cargo run --features redis --example protected_api",
+            REDIS_URL.flag
+        )),
+    }
+}
+
+/// DPoP proofs recorded in Redis: a proof accepted by one replica is refused by the others
+/// (`503` while Redis cannot answer).
+#[cfg(feature = "redis")]
+fn shared_replay_store<A>(layer: BearerAuthLayer<A>, store: &SharedStore) -> BearerAuthLayer<A> {
+    layer.dpop_replay_store(portcullis::store::RedisReplayStore::new(store.clone()))
+}
+
+#[cfg(not(feature = "redis"))]
+fn shared_replay_store<A>(_layer: BearerAuthLayer<A>, store: &SharedStore) -> BearerAuthLayer<A> {
+    match *store {}
 }
 
 // ── Handlers ─────────────────────────────────────────────────────────────────────────────
@@ -671,7 +730,16 @@ const TENANT: Opt = Opt {
     many: true,
     default: None,
 };
-const OPTIONS: [&Opt; 22] = [
+const REDIS_URL: Opt = Opt {
+    flag: "--redis-url",
+    env: "PORTCULLIS_REDIS_URL",
+    value: "URL",
+    help: "record DPoP proofs in Redis, shared with the other replicas \
+           (feature `redis`; shared key from PORTCULLIS_REDIS_SHARED_KEY)",
+    many: false,
+    default: None,
+};
+const OPTIONS: [&Opt; 23] = [
     &ISSUER,
     &AUDIENCE,
     &ADDR,
@@ -694,6 +762,7 @@ const OPTIONS: [&Opt; 22] = [
     &ISSUER_TEMPLATE,
     &TEMPLATE_JWKS_URI,
     &TENANT,
+    &REDIS_URL,
 ];
 
 /// A multi-tenant issuer template and its key set.
@@ -743,6 +812,7 @@ struct Config {
     roles_claims: Vec<String>,
     required_roles: Option<AuthorityPolicy>,
     allowed_clients: Option<Arc<[String]>>,
+    redis: Option<SharedStore>,
 }
 
 impl Config {
@@ -751,6 +821,7 @@ impl Config {
         args: impl IntoIterator<Item = String>,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Option<Self>, String> {
+        let redis_key = env("PORTCULLIS_REDIS_SHARED_KEY");
         let Some(values) = Values::parse(args, env)? else {
             return Ok(None);
         };
@@ -859,6 +930,7 @@ impl Config {
             dpop_required: values.switch(&DPOP_REQUIRED)?,
             dpop_nonce: values.switch(&DPOP_NONCE)?,
             public_url: values.optional(&PUBLIC_URL)?,
+            redis: shared_store(values.optional(&REDIS_URL)?, redis_key)?,
         }))
     }
 

@@ -71,6 +71,7 @@
 //! | `aws-lc-rs` | yes | signature checks through aws-lc-rs |
 //! | `rust-crypto` | no | signature checks through RustCrypto (aws-lc-rs wins when both are on) |
 //! | `tonic` | no | gRPC rejections and per-method scopes |
+//! | `redis` | no | [`RedisStore`]: state shared by replicas in Redis or Valkey, e.g. the DPoP replay store [`store::RedisReplayStore`] |
 //!
 //! # Security notes
 //!
@@ -155,6 +156,8 @@ pub mod extract;
 pub mod grpc;
 #[cfg(feature = "introspection")]
 pub mod introspect;
+#[cfg(feature = "redis")]
+pub mod store;
 
 pub use alg::Algorithm;
 pub use authenticate::{Authenticate, Authentication, PendingAuthentication};
@@ -174,6 +177,8 @@ pub use rejection::{DEFAULT_REALM, HttpRejection, OnRejection};
 pub use scope::{RequireScope, RequireScopeLayer, ScopePolicy};
 pub use service::BearerAuth;
 pub use step_up::{RequireStepUpLayer, StepUpPolicy};
+#[cfg(feature = "redis")]
+pub use store::RedisStore;
 pub use token::DEFAULT_MAX_TOKEN_LEN;
 
 #[doc(hidden)]

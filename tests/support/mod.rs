@@ -3,6 +3,7 @@
 //! - [`idp`]: the real OpenID provider fixture (`tests/idp`), started per test.
 //! - [`issuer`]: test keys, token minting and an in-process issuer (discovery + JWKS).
 //! - [`introspection`]: an in-process RFC 7662 endpoint and the resource server under test.
+//! - [`redis`]: a real `redis-server` on a loopback port, stoppable and restartable.
 //!
 //! Each test binary uses a different part of it.
 #![allow(dead_code)]
@@ -11,3 +12,4 @@ pub mod dpop;
 pub mod idp;
 pub mod introspection;
 pub mod issuer;
+pub mod redis;
