@@ -3,6 +3,7 @@
 //! outage.
 
 pub(crate) mod keys;
+pub(crate) mod verifier;
 
 use std::{
     sync::{Arc, Mutex, PoisonError, RwLock},
