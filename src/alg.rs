@@ -63,6 +63,21 @@ impl Algorithm {
         Self::ALL.into_iter().find(|a| a.as_str() == name)
     }
 
+    pub(crate) fn to_jsonwebtoken(self) -> jsonwebtoken::Algorithm {
+        use jsonwebtoken::Algorithm as J;
+        match self {
+            Self::RS256 => J::RS256,
+            Self::RS384 => J::RS384,
+            Self::RS512 => J::RS512,
+            Self::PS256 => J::PS256,
+            Self::PS384 => J::PS384,
+            Self::PS512 => J::PS512,
+            Self::ES256 => J::ES256,
+            Self::ES384 => J::ES384,
+            Self::EdDSA => J::EdDSA,
+        }
+    }
+
     fn bit(self) -> u16 {
         1 << (self as u16)
     }

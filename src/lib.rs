@@ -159,7 +159,7 @@ pub use http_client::{DEFAULT_HTTP_TIMEOUT, DEFAULT_MAX_RESPONSE_BYTES};
 #[cfg(feature = "introspection")]
 pub use introspect::{ClientAuth, Introspection, IntrospectionBuilder, JwtOrIntrospection};
 pub use jwks::{DEFAULT_JWKS_TTL, DEFAULT_MAX_STALE, DEFAULT_REFRESH_COOLDOWN};
-pub use jwt::{Jwt, JwtBuilder};
+pub use jwt::{DEFAULT_TOKEN_CACHE_CAPACITY, DEFAULT_TOKEN_CACHE_MAX_BYTES, Jwt, JwtBuilder};
 pub use layer::BearerAuthLayer;
 pub use mtls::ClientCertificate;
 pub use principal::{Principal, RegisteredClaims, Scopes, UserAuthentication};

@@ -239,12 +239,24 @@ mod rust_crypto {
         pub(super) fn verify(&self, alg: Algorithm, message: &[u8], signature: &[u8]) -> bool {
             use Algorithm::*;
             match (self, alg) {
-                (Self::Rsa(k), RS256) => rsa::<_, Sha256>(k, Pkcs1v15Sign::new::<Sha256>(), message, signature),
-                (Self::Rsa(k), RS384) => rsa::<_, Sha384>(k, Pkcs1v15Sign::new::<Sha384>(), message, signature),
-                (Self::Rsa(k), RS512) => rsa::<_, Sha512>(k, Pkcs1v15Sign::new::<Sha512>(), message, signature),
-                (Self::Rsa(k), PS256) => rsa::<_, Sha256>(k, Pss::new::<Sha256>(), message, signature),
-                (Self::Rsa(k), PS384) => rsa::<_, Sha384>(k, Pss::new::<Sha384>(), message, signature),
-                (Self::Rsa(k), PS512) => rsa::<_, Sha512>(k, Pss::new::<Sha512>(), message, signature),
+                (Self::Rsa(k), RS256) => {
+                    rsa::<_, Sha256>(k, Pkcs1v15Sign::new::<Sha256>(), message, signature)
+                }
+                (Self::Rsa(k), RS384) => {
+                    rsa::<_, Sha384>(k, Pkcs1v15Sign::new::<Sha384>(), message, signature)
+                }
+                (Self::Rsa(k), RS512) => {
+                    rsa::<_, Sha512>(k, Pkcs1v15Sign::new::<Sha512>(), message, signature)
+                }
+                (Self::Rsa(k), PS256) => {
+                    rsa::<_, Sha256>(k, Pss::new::<Sha256>(), message, signature)
+                }
+                (Self::Rsa(k), PS384) => {
+                    rsa::<_, Sha384>(k, Pss::new::<Sha384>(), message, signature)
+                }
+                (Self::Rsa(k), PS512) => {
+                    rsa::<_, Sha512>(k, Pss::new::<Sha512>(), message, signature)
+                }
                 (Self::P256(k), ES256) => p256::ecdsa::Signature::from_slice(signature)
                     .is_ok_and(|s| k.verify(message, &s).is_ok()),
                 (Self::P384(k), ES384) => p384::ecdsa::Signature::from_slice(signature)
