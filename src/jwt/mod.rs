@@ -228,8 +228,9 @@ where
         }
         let cache = found.cache(&inner.issuers);
         let kid = header.kid.as_deref();
-        let (keys, refetch) = match cache.current(Instant::now()) {
-            Keys::Ready { keys, refetch } => (keys, refetch && may_refresh),
+        let now = Instant::now();
+        let (keys, refetch) = match cache.current(now) {
+            Keys::Ready { keys, refetch } => (keys, refetch),
             Keys::MustRefresh if may_refresh => return Err(Step::Refresh(found.clone())),
             Keys::MustRefresh => {
                 return Err(AuthError::unavailable(
@@ -265,7 +266,8 @@ where
             // A known `kid` never causes a fetch: a failure under it is an attack or a
             // corrupted token, not a rotation.
             let known = kid.is_some_and(|k| keys.has_kid(k));
-            return Err(if refetch && !known {
+            let refetch = may_refresh && refetch.unwrap_or_else(|| cache.may_refetch(now));
+            return Err(if !known && refetch {
                 Step::Refresh(found.clone())
             } else if !known && cache.last_fetch_failed() {
                 // The issuer may hold the key but cannot be asked: not the token's fault.
