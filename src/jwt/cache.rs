@@ -175,13 +175,198 @@ impl<C: Send + Sync + 'static> TokenCache<C> {
         );
     }
 
-    /// Applies pending evictions now (tests and benches read exact figures after it).
+    /// Applies pending evictions now, so tests read exact figures.
+    #[cfg(test)]
     pub(crate) fn settle(&self) {
         self.cache.run_pending_tasks();
     }
 
     /// Entries and total weight (estimated bytes) after [`settle`](Self::settle).
+    #[cfg(test)]
     pub(crate) fn usage(&self) -> (u64, u64) {
         (self.cache.entry_count(), self.cache.weighted_size())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::{
+        __doc_support::{JWKS, TOKEN},
+        authenticate::{Authenticate, Authentication},
+        clock::test_clock,
+        error::ErrorKind,
+        jwt::Jwt,
+        principal::Scopes,
+    };
+
+    fn principal() -> Principal<()> {
+        Principal::new(
+            Arc::from("https://issuer.example.com"),
+            None,
+            Scopes::default(),
+            None,
+            (),
+        )
+    }
+
+    fn digest_of(i: u64) -> TokenDigest {
+        TokenCache::<()>::digest(&format!("token-{i}"))
+    }
+
+    fn far_exp() -> Option<f64> {
+        Some(crate::clock::unix_now() + 3600.0)
+    }
+
+    #[test]
+    fn the_entry_bound_holds_under_200_000_distinct_tokens() {
+        let config = TokenCacheConfig {
+            enabled: true,
+            capacity: 1_000,
+            max_bytes: DEFAULT_TOKEN_CACHE_MAX_BYTES,
+        };
+        let cache = TokenCache::<()>::new(config).expect("enabled");
+        for i in 0..200_000u64 {
+            cache.insert(
+                digest_of(i),
+                principal(),
+                0,
+                1,
+                (far_exp(), None, None),
+                300,
+            );
+            if i % 20_000 == 19_999 {
+                cache.settle();
+                let (entries, bytes) = cache.usage();
+                assert!(entries <= 1_000, "{entries} entries after {i} tokens");
+                assert!(bytes <= config.max_bytes, "{bytes} bytes after {i} tokens");
+            }
+        }
+        cache.settle();
+        let (entries, _) = cache.usage();
+        assert!(entries > 500, "the cache still serves: {entries} entries");
+    }
+
+    #[test]
+    fn the_byte_bound_holds_when_claims_are_large() {
+        // 100 000 entries would be allowed by count; 1 MiB allows about 60 of these.
+        let config = TokenCacheConfig {
+            enabled: true,
+            capacity: 100_000,
+            max_bytes: 1024 * 1024,
+        };
+        let cache = TokenCache::<()>::new(config).expect("enabled");
+        for i in 0..200_000u64 {
+            cache.insert(
+                digest_of(i),
+                principal(),
+                0,
+                1,
+                (far_exp(), None, None),
+                8_000,
+            );
+        }
+        cache.settle();
+        let (entries, bytes) = cache.usage();
+        assert!(bytes <= config.max_bytes, "{bytes} bytes");
+        assert!(entries <= 1024 * 1024 / (2 * 8_000), "{entries} entries");
+    }
+
+    #[test]
+    fn an_entry_never_outlives_exp() {
+        let cache = TokenCache::<()>::new(TokenCacheConfig::default()).expect("enabled");
+        let now = crate::clock::unix_now();
+        cache.insert(
+            digest_of(1),
+            principal(),
+            0,
+            1,
+            (Some(now - 1.0), None, None),
+            300,
+        );
+        cache.insert(
+            digest_of(2),
+            principal(),
+            0,
+            1,
+            (Some(now + 3600.0), None, None),
+            300,
+        );
+        assert!(cache.get(&digest_of(1)).is_none(), "already expired");
+        assert!(cache.get(&digest_of(2)).is_some());
+    }
+
+    #[test]
+    fn a_disabled_or_empty_cache_is_none() {
+        for config in [
+            TokenCacheConfig {
+                enabled: false,
+                ..TokenCacheConfig::default()
+            },
+            TokenCacheConfig {
+                capacity: 0,
+                ..TokenCacheConfig::default()
+            },
+            TokenCacheConfig {
+                max_bytes: 0,
+                ..TokenCacheConfig::default()
+            },
+        ] {
+            assert!(TokenCache::<()>::new(config).is_none(), "{config:?}");
+        }
+    }
+
+    fn decide(jwt: &Jwt, token: &str) -> Result<(), ErrorKind> {
+        match jwt.authenticate(token) {
+            Authentication::Ready(result) => result.map(drop).map_err(|e| e.kind()),
+            Authentication::Pending(_) => panic!("a static key set never waits"),
+        }
+    }
+
+    #[test]
+    fn a_hit_checks_exp_again_when_the_wall_clock_jumps() {
+        let jwt = Jwt::builder()
+            .issuer_with_jwks("https://issuer.example.com", JWKS)
+            .audience("https://api.example.com")
+            .build()
+            .expect("config");
+        let verified = jwt.verified.clone().expect("on by default");
+        assert_eq!(decide(&jwt, TOKEN), Ok(()));
+        verified.settle();
+        assert_eq!(verified.usage().0, 1, "the token is remembered");
+        // The token expires in 2100. The entry's lifetime runs on the monotonic clock, so
+        // after this jump only the re-check on the hit can refuse the token.
+        test_clock::jump(100.0 * 365.0 * 86_400.0);
+        assert!(verified.get(&TokenCache::<()>::digest(TOKEN)).is_some());
+        assert_eq!(decide(&jwt, TOKEN), Err(ErrorKind::InvalidToken));
+    }
+
+    #[test]
+    fn one_changed_signature_byte_is_another_entry() {
+        let jwt = Jwt::builder()
+            .issuer_with_jwks("https://issuer.example.com", JWKS)
+            .audience("https://api.example.com")
+            .build()
+            .expect("config");
+        assert_eq!(decide(&jwt, TOKEN), Ok(()));
+        let at = TOKEN.len() - 10;
+        let flipped = if TOKEN.as_bytes()[at] == b'A' {
+            "B"
+        } else {
+            "A"
+        };
+        let forged = format!("{}{flipped}{}", &TOKEN[..at], &TOKEN[at + 1..]);
+        assert_ne!(
+            TokenCache::<()>::digest(&forged),
+            TokenCache::<()>::digest(TOKEN)
+        );
+        assert_eq!(decide(&jwt, &forged), Err(ErrorKind::InvalidToken));
+        // Failures are not remembered.
+        let verified = jwt.verified.clone().expect("on by default");
+        verified.settle();
+        assert_eq!(verified.usage().0, 1);
+        assert_eq!(decide(&jwt, TOKEN), Ok(()));
     }
 }
