@@ -268,3 +268,172 @@ mod rust_crypto {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+    use jsonwebtoken::{EncodingKey, jwk::AlgorithmParameters, jwk::Jwk};
+
+    use super::*;
+
+    const MESSAGE: &[u8] = b"eyJhbGciOiJub25lIn0.eyJzdWIiOiJ0ZXN0In0";
+
+    /// A key from `tests/keys`, its public material as a JWK carries it, and a signature of
+    /// [`MESSAGE`] made with jsonwebtoken.
+    fn signed(alg: Algorithm) -> (Material, Vec<u8>) {
+        crate::crypto::install_provider();
+        let (pem, encoding): (&[u8], fn(&[u8]) -> _) = match alg {
+            Algorithm::ES256 => (
+                include_bytes!("../../tests/keys/ec-p256.pem"),
+                EncodingKey::from_ec_pem,
+            ),
+            Algorithm::ES384 => (
+                include_bytes!("../../tests/keys/ec-p384.pem"),
+                EncodingKey::from_ec_pem,
+            ),
+            Algorithm::EdDSA => (
+                include_bytes!("../../tests/keys/ed25519.pem"),
+                EncodingKey::from_ed_pem,
+            ),
+            _ => (
+                include_bytes!("../../tests/keys/rsa-a.pem"),
+                EncodingKey::from_rsa_pem,
+            ),
+        };
+        let jalg = match alg {
+            Algorithm::RS256 => jsonwebtoken::Algorithm::RS256,
+            Algorithm::RS384 => jsonwebtoken::Algorithm::RS384,
+            Algorithm::RS512 => jsonwebtoken::Algorithm::RS512,
+            Algorithm::PS256 => jsonwebtoken::Algorithm::PS256,
+            Algorithm::PS384 => jsonwebtoken::Algorithm::PS384,
+            Algorithm::PS512 => jsonwebtoken::Algorithm::PS512,
+            Algorithm::ES256 => jsonwebtoken::Algorithm::ES256,
+            Algorithm::ES384 => jsonwebtoken::Algorithm::ES384,
+            Algorithm::EdDSA => jsonwebtoken::Algorithm::EdDSA,
+        };
+        let key = encoding(pem).expect("test key");
+        let signature = jsonwebtoken::crypto::sign(MESSAGE, &key, jalg).expect("sign");
+        let signature = URL_SAFE_NO_PAD.decode(signature).expect("base64url");
+        let jwk = Jwk::from_encoding_key(&key, jalg).expect("public JWK");
+        let b = |s: &str| URL_SAFE_NO_PAD.decode(s).expect("base64url");
+        let material = match jwk.algorithm {
+            AlgorithmParameters::RSA(p) => Material::Rsa {
+                n: b(&p.n),
+                e: b(&p.e),
+            },
+            AlgorithmParameters::EllipticCurve(p) => {
+                let mut point = vec![0x04];
+                point.extend(b(&p.x));
+                point.extend(b(&p.y));
+                Material::Ec { alg, point }
+            }
+            AlgorithmParameters::OctetKeyPair(p) => Material::Ed25519 { x: b(&p.x) },
+            _ => {
+                unreachable!("asymmetric test keys")
+            }
+        };
+        (material, signature)
+    }
+
+    /// Runs `check` against every backend compiled into this build, each verifying with keys
+    /// parsed once up front and then reused for every check.
+    fn each_backend(check: impl Fn(&str, &dyn Fn(Algorithm, &[u8], &[u8]) -> bool, Algorithm)) {
+        for alg in Algorithm::ALL {
+            let (material, _) = signed(alg);
+            #[cfg(feature = "aws-lc-rs")]
+            {
+                let ready = aws::Ready::new(&material, AlgSet::one(alg)).expect("aws-lc-rs key");
+                check("aws-lc-rs", &|a, m, s| ready.verify(a, m, s), alg);
+            }
+            #[cfg(feature = "rust-crypto")]
+            {
+                let ready = rust_crypto::Ready::new(&material).expect("RustCrypto key");
+                check("rust-crypto", &|a, m, s| ready.verify(a, m, s), alg);
+            }
+        }
+    }
+
+    #[test]
+    fn every_backend_verifies_with_keys_parsed_once() {
+        each_backend(|backend, verify, alg| {
+            let (_, signature) = signed(alg);
+            for _ in 0..3 {
+                assert!(verify(alg, MESSAGE, &signature), "{backend} {alg}");
+            }
+            let mut tampered = signature.clone();
+            tampered[10] ^= 1;
+            assert!(
+                !verify(alg, MESSAGE, &tampered),
+                "{backend} {alg}: signature byte"
+            );
+            assert!(
+                !verify(alg, b"other message", &signature),
+                "{backend} {alg}: message"
+            );
+            assert!(
+                !verify(alg, MESSAGE, &[]),
+                "{backend} {alg}: empty signature"
+            );
+            assert!(
+                !verify(alg, MESSAGE, &signature[1..]),
+                "{backend} {alg}: short"
+            );
+        });
+    }
+
+    #[test]
+    fn a_key_verifies_only_its_own_algorithms() {
+        each_backend(|backend, verify, alg| {
+            let (_, signature) = signed(alg);
+            for other in Algorithm::ALL.into_iter().filter(|a| *a != alg) {
+                assert!(
+                    !verify(other, MESSAGE, &signature),
+                    "{backend}: a {alg} signature checked as {other}"
+                );
+            }
+        });
+    }
+
+    #[test]
+    fn the_default_verifier_and_its_identity() {
+        let (material, signature) = signed(Algorithm::RS256);
+        let rsa = AlgSet::of([Algorithm::RS256, Algorithm::PS256]);
+        let verifier = Verifier::new(&material, Some("a"), rsa).expect("verifier");
+        assert!(verifier.verify(Algorithm::RS256, MESSAGE, &signature));
+        let same = Verifier::new(&material, Some("a"), rsa).expect("verifier");
+        assert_eq!(verifier.id(), same.id(), "same key, same identity");
+        for (kid, algs) in [
+            (Some("b"), rsa),
+            (None, rsa),
+            (Some("a"), AlgSet::one(Algorithm::RS256)),
+        ] {
+            let other = Verifier::new(&material, kid, algs).expect("verifier");
+            assert_ne!(verifier.id(), other.id(), "{kid:?} {algs:?}");
+        }
+        let (ec, _) = signed(Algorithm::ES256);
+        let ec = Verifier::new(&ec, Some("a"), AlgSet::one(Algorithm::ES256)).expect("ec");
+        assert_ne!(verifier.id(), ec.id());
+    }
+
+    #[test]
+    fn malformed_material_is_refused_when_the_set_loads() {
+        let bad = [
+            Material::Ec {
+                alg: Algorithm::ES256,
+                point: vec![0x04; 65],
+            },
+            Material::Ec {
+                alg: Algorithm::ES256,
+                point: vec![0x04, 1, 2],
+            },
+            Material::Ed25519 { x: vec![1; 31] },
+        ];
+        for material in &bad {
+            assert!(
+                Verifier::new(material, None, AlgSet::of(Algorithm::ALL)).is_err(),
+                "tag {}",
+                material.tag()
+            );
+        }
+    }
+}
