@@ -233,6 +233,9 @@ fn key(raw: RawJwk, allowed: AlgSet) -> Result<Key, &'static str> {
             if e_len == 0 || e_len > 8 {
                 return Err("RSA exponent out of range");
             }
+            // Some issuers pad the modulus with a zero byte; aws-lc-rs refuses that form.
+            let unpadded = |v: Vec<u8>| v.into_iter().skip_while(|b| *b == 0).collect::<Vec<u8>>();
+            let (n, e) = (unpadded(n), unpadded(e));
             (AlgSet::RSA, Material::Rsa { n, e })
         }
         ("EC", Some(crv @ ("P-256" | "P-384"))) => {
