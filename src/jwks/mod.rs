@@ -204,13 +204,25 @@ impl JwksCache {
         if fixed {
             return Keys::Unavailable(inner.policy.cooldown);
         }
-        let usable = published.keys.is_some() && now < published.usable_until;
-        let (may_fetch, retry_after, inflight) = {
+        // Keys are published under the state lock: read both as one.
+        let (published, may_fetch, retry_after, inflight) = {
             let st = read(&inner.state);
             let (may_fetch, retry_after) = inner.may_fetch(&st, now);
-            (may_fetch, retry_after, st.inflight.is_some())
+            (
+                inner.published.load(),
+                may_fetch,
+                retry_after,
+                st.inflight.is_some(),
+            )
         };
-        if usable {
+        let has_keys = published.keys.is_some();
+        if has_keys && now < published.fresh_until {
+            // Replaced while this request looked.
+            Keys::Ready {
+                keys: Snapshot(published),
+                refetch: Some(may_fetch),
+            }
+        } else if has_keys && now < published.usable_until {
             // Stale but usable: serve now, refresh in the background.
             // With a fetch under way already, join it only if a kid is unknown.
             let refetch = inflight || (may_fetch && self.refresh_in_background());
@@ -225,10 +237,17 @@ impl JwksCache {
         }
     }
 
-    /// Whether a token with an unknown `kid` may wait for a fetch now (one within the
-    /// cooldown, or the one under way).
-    pub(crate) fn may_refetch(&self, now: Instant) -> bool {
-        self.fetches_keys() && self.inner.may_fetch(&read(&self.inner.state), now).0
+    /// Whether a token with an unknown `kid`, checked against `seen`, may wait for a fetch
+    /// now: one within the cooldown, the one under way, or none at all when the keys were
+    /// replaced since `seen` was read (the waiter then checks the new ones).
+    pub(crate) fn may_refetch(&self, now: Instant, seen: &Snapshot) -> bool {
+        if !self.fetches_keys() {
+            return false;
+        }
+        // Keys are published under the state lock: both are read as one here.
+        let st = read(&self.inner.state);
+        let replaced = !Arc::ptr_eq(&self.inner.published.load(), &seen.0);
+        replaced || self.inner.may_fetch(&st, now).0
     }
 
     /// Starts a refresh that runs as its own task; `false` outside a Tokio runtime.

@@ -154,7 +154,7 @@ impl<C> Shard<C> {
         // Each live entry is passed at most twice (once to clear `visited`).
         let mut budget = 2 * self.ring.len() + 1;
         while let Some(key) = self.ring.pop_front() {
-            budget -= 1;
+            budget = budget.saturating_sub(1);
             match self.map.get_mut(&key) {
                 None => continue,
                 Some(slot) if slot.visited && budget > 0 => {

@@ -266,7 +266,7 @@ where
             // A known `kid` never causes a fetch: a failure under it is an attack or a
             // corrupted token, not a rotation.
             let known = kid.is_some_and(|k| keys.has_kid(k));
-            let refetch = may_refresh && refetch.unwrap_or_else(|| cache.may_refetch(now));
+            let refetch = may_refresh && refetch.unwrap_or_else(|| cache.may_refetch(now, &keys));
             return Err(if !known && refetch {
                 Step::Refresh(found.clone())
             } else if !known && cache.last_fetch_failed() {
