@@ -354,7 +354,7 @@ mod tests {
         clock::test_clock,
         error::ErrorKind,
         jwt::Jwt,
-        principal::Scopes,
+        principal::{Scopes, UserAuthentication},
     };
 
     fn principal() -> Principal<()> {
@@ -363,6 +363,7 @@ mod tests {
             None,
             Scopes::default(),
             None,
+            UserAuthentication::default(),
             (),
         )
     }
