@@ -182,7 +182,10 @@ where
     C: DeserializeOwned + Send + Sync + 'static,
 {
     fn validate(&self, token: &str, may_refresh: bool) -> Result<Principal<C>, Step> {
-        let digest = self.verified.as_ref().map(|_| TokenCache::<C>::digest(token));
+        let digest = self
+            .verified
+            .as_ref()
+            .map(|_| TokenCache::<C>::digest(token));
         if let (Some(verified), Some(digest)) = (&self.verified, &digest)
             && let Some(principal) = self.cached(verified, digest)?
         {
@@ -307,7 +310,14 @@ where
         // caches the entry could not be checked against.
         if let (Some(verified), Some(digest), false) = (&self.verified, digest, templated) {
             let key = verified_by.verifier.id();
-            verified.insert(digest, principal.clone(), found.index, key, times, payload.len());
+            verified.insert(
+                digest,
+                principal.clone(),
+                found.index,
+                key,
+                times,
+                payload.len(),
+            );
         }
         Ok(principal)
     }
