@@ -358,13 +358,14 @@ mod tests {
     };
 
     fn principal() -> Principal<()> {
-        Principal::new(
+        Principal::new_confirmed(
             Arc::from("https://issuer.example.com"),
             None,
             Scopes::default(),
             None,
             UserAuthentication::default(),
             (),
+            None,
         )
     }
 
