@@ -1,32 +1,38 @@
-//! Per-request cost of [`BearerAuthLayer`] on the hot path (keys cached, no I/O), next to
-//! jsonwebtoken's own `decode` of the same token with the same key and equivalent rules.
+//! Per-request cost of [`BearerAuthLayer`] on the hot path (keys cached, no I/O), next to the
+//! physical limit (the bare signature check), jsonwebtoken's own `decode`, a request with no
+//! auth at all, and the way axum users validate tokens today.
 //!
 //! One criterion group per comparison, named `<subject>/<variant>`:
 //!
+//! - `rs256`, `es256`, `eddsa`, one per algorithm:
+//!   - `floor`: the signature check alone, with an aws-lc-rs `ParsedPublicKey` built once,
+//!     on the token's signing input: nothing can validate the token for less.
+//!   - `raw_decode`: `jsonwebtoken::decode::<serde_json::Value>` (alg, `iss`, `aud`,
+//!     `exp`/`nbf` checked; every claim delivered, as
+//!     [`RegisteredClaims::extra`](portcullis::RegisteredClaims) does).
+//!   - `layer_miss`: `oneshot` of a request with `Authorization: Bearer <token>` through the
+//!     layer, with the verified-token cache off, so every request is validated in full.
+//!   - `layer_hit`: the same, with the cache on (the default): the token is remembered.
+//!   - `no_auth`: the same request and inner service without the layer.
+//! - `axum`: an axum 0.8 `Router` with one route, RS256: `no_auth`, `portcullis_miss`,
+//!   `portcullis_hit`, and `peer`, a hand-written `middleware::from_fn` that calls
+//!   `jsonwebtoken::decode` and puts the claims in the extensions, as applications do.
 //! - `introspection`: one `JwtOrIntrospection` layer; `cached` is an opaque token whose
-//!   introspection answer is cached, `rs256_jwt` an RS256 JWT validated locally.
-//! - `dpop`: `bearer` is an RS256 token sent as `Bearer`, `dpop` the same claims bound by
-//!   `cnf.jkt` sent as `DPoP` with a fresh ES256 proof, `es256_verify` the proof's signature
-//!   check alone (the floor of the extra cost).
-//! - `rs256`, `es256`, `eddsa`: `raw_decode` is `jsonwebtoken::decode::<serde_json::Value>`
-//!   (alg, `iss`, `aud`, `exp`/`nbf` checked; every claim delivered, as
-//!   [`RegisteredClaims::extra`](portcullis::RegisteredClaims) does); `layer` is
-//!   `oneshot` of a request with `Authorization: Bearer <token>` through the layer over a
-//!   `service_fn` that answers `200` at once.
+//!   introspection answer is cached, `rs256_jwt` an RS256 JWT.
 //!
-//! Both variants run under the same driver (`to_async` on a current-thread tokio runtime,
-//! `iter_batched` with the per-iteration input built outside the timed section), so the
-//! ratio `layer / raw_decode` is the price of the middleware itself: token extraction,
-//! header/claims parsing, the principal and scopes in the extensions, the service call.
+//! Every variant runs under the same driver (`to_async` on a current-thread tokio runtime,
+//! `iter_batched` with the per-iteration input built outside the timed section).
 //!
-//! After each JWT group, under `cargo bench`, a paired measurement alternates blocks of the
-//! two variants and prints the median ratio `layer / raw_decode` as `<name>/paired`: the
-//! two criterion estimates are taken seconds apart, the paired ratio under the same
-//! conditions.
+//! After each group, under `cargo bench`, a paired measurement alternates short blocks of
+//! every variant (the order rotating from round to round) and prints the median per-call
+//! time of each and the median of the per-round ratios as `<group>/paired`. Criterion times
+//! the variants seconds apart, and the speed of a shared machine drifts in between; the
+//! paired figures meet the same conditions. There the miss variants use a fresh token for
+//! every call (minted beforehand), with the cache on: the true first request of a token,
+//! digest and cache insertion included.
 //!
-//! Adding a comparison: write one `fn(&mut Criterion)` that opens its own group (see
-//! [`jwt_group`]) and list it in `criterion_group!` at the bottom. Reproduce with
-//! `cargo bench --bench layer`; `BENCHMARKS.md` has the numbers and the machine.
+//! Reproduce with `cargo bench --bench layer`; `BENCHMARKS.md` has the numbers and the
+//! machine.
 
 use std::{
     convert::Infallible,
@@ -38,11 +44,23 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
+use aws_lc_rs::signature::{
+    ECDSA_P256_SHA256_FIXED, ED25519, ParsedPublicKey, RSA_PKCS1_2048_8192_SHA256,
+    RsaPublicKeyComponents,
+};
+use axum::{
+    Router,
+    body::Body,
+    extract::State,
+    middleware::{self, Next},
+    routing::get,
+};
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use http::{HeaderValue, Request, Response, StatusCode, header::AUTHORIZATION};
 use jsonwebtoken::{
     DecodingKey, EncodingKey, Header, Validation,
-    jwk::{Jwk, JwkSet},
+    jwk::{AlgorithmParameters, Jwk, JwkSet},
 };
 use portcullis::{BearerAuthLayer, Introspection, Jwt, JwtOrIntrospection, Principal, Scopes};
 use tokio::runtime::Runtime;
@@ -51,18 +69,26 @@ use tower::{Layer, ServiceExt, service_fn};
 const ISSUER: &str = "https://issuer.example.com";
 const AUDIENCE: &str = "https://api.example.com";
 
-/// The same token, key and rules, for both variants of one algorithm.
+/// The same token, key and rules, for every variant of one algorithm.
 struct Fixture {
     /// Group name.
     name: &'static str,
     token: String,
     /// `Bearer <token>`, cloned into each request outside the timed section.
     authorization: HeaderValue,
-    /// The authenticator built from a static JWK Set holding the public key.
+    /// The authenticator built from a static JWK Set holding the public key (cache on).
     jwt: Jwt,
+    /// The same, with the verified-token cache off.
+    jwt_uncached: Jwt,
     /// The same public key, from the same JWK, for jsonwebtoken's `decode`.
     key: DecodingKey,
     validation: Validation,
+    /// The same public key parsed once by aws-lc-rs, the token's signing input and its
+    /// signature: the floor.
+    floor: (ParsedPublicKey, Vec<u8>, Vec<u8>),
+    header: Header,
+    encoding: EncodingKey,
+    claims: serde_json::Value,
 }
 
 impl Fixture {
@@ -72,7 +98,7 @@ impl Fixture {
         pem: &[u8],
         encoding_key: fn(&[u8]) -> jsonwebtoken::errors::Result<EncodingKey>,
     ) -> Self {
-        // The backend the layer uses, before the JWK derivation: both variants verify alike.
+        // The backend the layer uses, before the JWK derivation: every variant verifies alike.
         portcullis::__doc_support::install_crypto_provider();
         let kid = format!("bench-{name}");
         let encoding = encoding_key(pem).expect("test key PEM");
@@ -83,20 +109,22 @@ impl Fixture {
         })
         .expect("JWK Set JSON");
 
-        let jwt = Jwt::builder()
-            .issuer_with_jwks(ISSUER, jwks)
-            .audience(AUDIENCE)
+        let builder = || {
+            Jwt::builder()
+                .issuer_with_jwks(ISSUER, jwks.clone())
+                .audience(AUDIENCE)
+        };
+        let jwt = builder().build().expect("valid configuration");
+        let jwt_uncached = builder()
+            .token_cache(false)
             .build()
             .expect("valid configuration");
 
         let mut header = Header::new(alg);
         header.typ = Some("at+jwt".to_owned());
         header.kid = Some(kid);
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .expect("clock after 1970")
-            .as_secs();
         // An RFC 9068 access token; an hour is far longer than any run.
+        let now = unix_now();
         let claims = serde_json::json!({
             "iss": ISSUER,
             "sub": "user-1234",
@@ -118,13 +146,44 @@ impl Fixture {
         validation.leeway = 30; // portcullis' default leeway
         let key = DecodingKey::from_jwk(&jwk).expect("decoding key from the JWK");
 
+        let b = |s: &str| URL_SAFE_NO_PAD.decode(s).expect("base64url");
+        let parsed = match &jwk.algorithm {
+            AlgorithmParameters::RSA(p) => RsaPublicKeyComponents {
+                n: b(&p.n),
+                e: b(&p.e),
+            }
+            .to_parsed_public_key(&RSA_PKCS1_2048_8192_SHA256)
+            .expect("RSA key"),
+            AlgorithmParameters::EllipticCurve(p) => {
+                let mut point = vec![0x04];
+                point.extend(b(&p.x));
+                point.extend(b(&p.y));
+                ParsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, point).expect("P-256 key")
+            }
+            AlgorithmParameters::OctetKeyPair(p) => {
+                ParsedPublicKey::new(&ED25519, b(&p.x)).expect("Ed25519 key")
+            }
+            _ => unreachable!("asymmetric bench keys"),
+        };
+        let dot = token.rfind('.').expect("compact JWS");
+        let floor = (
+            parsed,
+            token.as_bytes()[..dot].to_vec(),
+            b(&token[dot + 1..]),
+        );
+
         Self {
             name,
             token,
             authorization,
             jwt,
+            jwt_uncached,
             key,
             validation,
+            floor,
+            header,
+            encoding,
+            claims,
         }
     }
 
@@ -135,39 +194,63 @@ impl Fixture {
         req
     }
 
+    /// `n` tokens, each different (`jti`), otherwise like [`Fixture::token`].
+    fn fresh_tokens(&self, n: usize) -> Vec<HeaderValue> {
+        let nonce = unix_now();
+        (0..n)
+            .map(|i| {
+                let mut claims = self.claims.clone();
+                claims["jti"] = format!("{nonce}-{i}").into();
+                let token = jsonwebtoken::encode(&self.header, &claims, &self.encoding)
+                    .expect("signed token");
+                HeaderValue::try_from(format!("Bearer {token}")).expect("header value")
+            })
+            .collect()
+    }
+
+    fn floor(&self) -> bool {
+        let (key, message, signature) = &self.floor;
+        key.verify_sig(message, signature).is_ok()
+    }
+
     fn raw_decode(
         &self,
     ) -> jsonwebtoken::errors::Result<jsonwebtoken::TokenData<serde_json::Value>> {
         jsonwebtoken::decode::<serde_json::Value>(&self.token, &self.key, &self.validation)
     }
 
-    /// Fails loudly unless both variants take their success path, so no group can end up
+    /// Fails loudly unless every variant takes its success path, so no group can end up
     /// timing a rejection.
     fn assert_accepted(&self, rt: &Runtime) {
+        assert!(self.floor(), "{}: floor", self.name);
         let data = self.raw_decode().expect("raw decode accepts the token");
         assert_eq!(data.claims["sub"], "user-1234");
 
-        // Through the layer, with an inner service that checks what the layer inserted.
-        let checking = BearerAuthLayer::new(self.jwt.clone()).layer(service_fn(
-            |req: Request<()>| async move {
-                let ext = req.extensions();
-                let ok = ext.get::<Principal>().and_then(Principal::subject) == Some("user-1234")
-                    && ext
-                        .get::<Scopes>()
-                        .is_some_and(|s| s.contains("orders:read"));
-                let mut response = Response::new(());
-                if !ok {
-                    *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-                }
-                Ok::<_, Infallible>(response)
-            },
-        ));
-        let response = rt
-            .block_on(checking.oneshot(self.request()))
-            .expect("infallible");
-        assert_eq!(response.status(), StatusCode::OK, "{}: layer", self.name);
+        for jwt in [&self.jwt, &self.jwt_uncached, &self.jwt] {
+            // Through the layer, with an inner service that checks what the layer inserted.
+            let checking = BearerAuthLayer::new(jwt.clone()).layer(service_fn(
+                |req: Request<()>| async move {
+                    let ext = req.extensions();
+                    let ok = ext.get::<Principal>().and_then(Principal::subject)
+                        == Some("user-1234")
+                        && ext
+                            .get::<Scopes>()
+                            .is_some_and(|s| s.contains("orders:read"));
+                    let mut response = Response::new(());
+                    if !ok {
+                        *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+                    }
+                    Ok::<_, Infallible>(response)
+                },
+            ));
+            let response = rt
+                .block_on(checking.oneshot(self.request()))
+                .expect("infallible");
+            assert_eq!(response.status(), StatusCode::OK, "{}: layer", self.name);
+        }
 
-        // The layer really checks: a signature with its first character changed is refused.
+        // The layer really checks, remembered token or not: a signature with its first
+        // character changed is refused.
         let at = self.token.rfind('.').expect("compact JWS") + 1;
         let first = if self.token[at..].starts_with('A') {
             "B"
@@ -176,27 +259,36 @@ impl Fixture {
         };
         let mut tampered = self.token.clone();
         tampered.replace_range(at..=at, first);
-        let mut req = Request::new(());
-        req.headers_mut().insert(
-            AUTHORIZATION,
-            HeaderValue::try_from(format!("Bearer {tampered}")).expect("header value"),
-        );
-        let response = rt
-            .block_on(
-                BearerAuthLayer::new(self.jwt.clone())
-                    .layer(service_fn(|_req: Request<()>| async {
-                        Ok::<_, Infallible>(Response::new(()))
-                    }))
-                    .oneshot(req),
-            )
-            .expect("infallible");
-        assert_eq!(
-            response.status(),
-            StatusCode::UNAUTHORIZED,
-            "{}: tampered token",
-            self.name
-        );
+        for jwt in [&self.jwt, &self.jwt_uncached] {
+            let mut req = Request::new(());
+            req.headers_mut().insert(
+                AUTHORIZATION,
+                HeaderValue::try_from(format!("Bearer {tampered}")).expect("header value"),
+            );
+            let response = rt
+                .block_on(
+                    BearerAuthLayer::new(jwt.clone())
+                        .layer(service_fn(|_req: Request<()>| async {
+                            Ok::<_, Infallible>(Response::new(()))
+                        }))
+                        .oneshot(req),
+                )
+                .expect("infallible");
+            assert_eq!(
+                response.status(),
+                StatusCode::UNAUTHORIZED,
+                "{}: tampered token",
+                self.name
+            );
+        }
     }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs()
 }
 
 fn runtime() -> Runtime {
@@ -206,27 +298,133 @@ fn runtime() -> Runtime {
         .expect("tokio runtime")
 }
 
-/// `<name>/raw_decode` vs `<name>/layer` for one algorithm.
+fn under_cargo_bench() -> bool {
+    std::env::args().any(|arg| arg == "--bench")
+}
+
+fn ok_service() -> impl tower::Service<
+    Request<()>,
+    Response = Response<()>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response<()>, Infallible>> + Send,
+> + Clone {
+    service_fn(|_req: Request<()>| async { Ok::<_, Infallible>(Response::new(())) })
+}
+
+/// Times `BLOCK` calls of a service, each with its own request built before the clock starts.
+fn time_block<S, Req>(rt: &Runtime, service: &S, requests: Vec<Req>) -> Duration
+where
+    S: tower::Service<Req, Error = Infallible> + Clone,
+{
+    let prepared: Vec<_> = requests.into_iter().map(|r| (service.clone(), r)).collect();
+    rt.block_on(async {
+        let started = Instant::now();
+        for (service, req) in prepared {
+            black_box(service.oneshot(req).await.expect("infallible"));
+        }
+        started.elapsed()
+    })
+}
+
+/// Rounds of one block per variant, the order rotating each round; returns the block
+/// durations per variant, in seconds per call.
+fn rounds(
+    rounds: usize,
+    block: usize,
+    variants: &mut [&mut dyn FnMut(usize) -> Duration],
+) -> Vec<Vec<f64>> {
+    let n = variants.len();
+    let mut per_call = vec![Vec::with_capacity(rounds); n];
+    for round in 0..rounds {
+        for k in 0..n {
+            let v = (round + k) % n;
+            let elapsed = variants[v](round);
+            per_call[v].push(elapsed.as_secs_f64() / block as f64);
+        }
+    }
+    per_call
+}
+
+fn quartiles(mut values: Vec<f64>) -> (f64, f64, f64) {
+    values.sort_by(f64::total_cmp);
+    let at = |q: f64| values[((values.len() - 1) as f64 * q).round() as usize];
+    (at(0.25), at(0.5), at(0.75))
+}
+
+/// Prints the median per-call time of each variant and the per-round ratios asked for.
+fn report(group: &str, names: &[&str], per_call: &[Vec<f64>], ratios: &[(usize, usize)]) {
+    for (name, times) in names.iter().zip(per_call) {
+        let (_, median, _) = quartiles(times.clone());
+        println!(
+            "{group}/paired  {name:<16} median {:>9.3} µs/call",
+            median * 1e6
+        );
+    }
+    for &(a, b) in ratios {
+        let r: Vec<f64> = per_call[a]
+            .iter()
+            .zip(&per_call[b])
+            .map(|(x, y)| x / y)
+            .collect();
+        let (q1, median, q3) = quartiles(r);
+        println!(
+            "{group}/paired  {} / {}: median {median:.3}, quartiles [{q1:.3}, {q3:.3}]",
+            names[a], names[b]
+        );
+    }
+    let diffs: Vec<f64> = (0..per_call[0].len())
+        .map(|i| per_call[names.len() - 2][i] - per_call[names.len() - 1][i])
+        .collect();
+    let (_, median, _) = quartiles(diffs);
+    println!(
+        "{group}/paired  {} - {}: median {:.0} ns/call",
+        names[names.len() - 2],
+        names[names.len() - 1],
+        median * 1e9
+    );
+}
+
+const ROUNDS: usize = 200;
+const BLOCK: usize = 20;
+
+/// `<name>/{floor, raw_decode, layer_miss, layer_hit, no_auth}` for one algorithm.
 fn jwt_group(c: &mut Criterion, fixture: &Fixture) {
     let rt = runtime();
     fixture.assert_accepted(&rt);
 
-    let service =
-        BearerAuthLayer::new(fixture.jwt.clone()).layer(service_fn(|_req: Request<()>| async {
-            Ok::<_, Infallible>(Response::new(()))
-        }));
+    let hit = BearerAuthLayer::new(fixture.jwt.clone()).layer(ok_service());
+    let miss = BearerAuthLayer::new(fixture.jwt_uncached.clone()).layer(ok_service());
+    let none = ok_service();
 
     let mut group = c.benchmark_group(fixture.name);
-    group.bench_function("raw_decode", |b| {
+    group.bench_function("floor", |b| {
         b.to_async(&rt).iter_batched(
             || (),
-            |()| async { fixture.raw_decode().expect("accepted") },
+            |()| async { assert!(black_box(fixture.floor())) },
             BatchSize::SmallInput,
         );
     });
-    group.bench_function("layer", |b| {
+    group.bench_function("raw_decode", |b| {
         b.to_async(&rt).iter_batched(
-            || (service.clone(), fixture.request()),
+            || (),
+            |()| async { black_box(fixture.raw_decode().expect("accepted")) },
+            BatchSize::SmallInput,
+        );
+    });
+    for (name, service) in [("layer_miss", &miss), ("layer_hit", &hit)] {
+        group.bench_function(name, |b| {
+            b.to_async(&rt).iter_batched(
+                || (service.clone(), fixture.request()),
+                |(service, req)| async move {
+                    black_box(service.oneshot(req).await.expect("infallible"))
+                },
+                BatchSize::SmallInput,
+            );
+        });
+    }
+    group.bench_function("no_auth", |b| {
+        b.to_async(&rt).iter_batched(
+            || (none.clone(), fixture.request()),
             |(service, req)| async move {
                 black_box(service.oneshot(req).await.expect("infallible"))
             },
@@ -235,74 +433,62 @@ fn jwt_group(c: &mut Criterion, fixture: &Fixture) {
     });
     group.finish();
 
-    // Criterion times the two variants seconds apart, so a change in machine speed between
-    // them lands in their ratio. The paired measurement alternates short blocks of each,
-    // so both meet the same conditions. Only under `cargo bench` (not `cargo test`).
-    if std::env::args().any(|arg| arg == "--bench") {
-        paired(&rt, fixture, &service);
+    if !under_cargo_bench() {
+        return;
     }
-}
-
-/// Alternating blocks of `raw_decode` and `layer` calls, timed one block at a time (the order
-/// within each pair alternates too); prints the median and quartiles of the per-pair ratios
-/// `layer / raw_decode`.
-fn paired<S>(rt: &Runtime, fixture: &Fixture, service: &S)
-where
-    S: tower::Service<Request<()>, Response = Response<()>, Error = Infallible> + Clone,
-{
-    const PAIRS: usize = 400;
-    const BLOCK: usize = 50;
-    let raw_block = || {
-        let started = Instant::now();
-        for _ in 0..BLOCK {
-            black_box(fixture.raw_decode().expect("accepted"));
-        }
-        started.elapsed()
+    // The paired measurement: the miss variant gets a fresh token per call, cache on.
+    let fresh = fixture.fresh_tokens(ROUNDS * BLOCK);
+    let fresh_service = BearerAuthLayer::new(fixture.jwt.clone()).layer(ok_service());
+    let with = |value: &HeaderValue| {
+        let mut req = Request::new(());
+        req.headers_mut().insert(AUTHORIZATION, value.clone());
+        req
     };
-    let layer_block = || {
-        let requests: Vec<_> = (0..BLOCK)
-            .map(|_| (service.clone(), fixture.request()))
-            .collect();
-        rt.block_on(async {
-            let started = Instant::now();
-            for (service, req) in requests {
-                black_box(service.oneshot(req).await.expect("infallible"));
-            }
-            started.elapsed()
-        })
-    };
-    let mut ratios: Vec<f64> = (0..PAIRS)
-        .map(|i| {
-            let (raw, layer) = if i % 2 == 0 {
-                let raw = raw_block();
-                (raw, layer_block())
-            } else {
-                let layer = layer_block();
-                (raw_block(), layer)
-            };
-            layer.as_secs_f64() / raw.as_secs_f64()
-        })
-        .collect();
-    ratios.sort_by(f64::total_cmp);
-    let at = |q: f64| ratios[((ratios.len() - 1) as f64 * q).round() as usize];
-    println!(
-        "{}/paired                layer / raw_decode: median {:.3}, quartiles [{:.3}, {:.3}] \
-         ({PAIRS} pairs of {BLOCK}-call blocks)",
+    let per_call = rounds(
+        ROUNDS,
+        BLOCK,
+        &mut [
+            &mut |_| {
+                let started = Instant::now();
+                for _ in 0..BLOCK {
+                    assert!(black_box(fixture.floor()));
+                }
+                started.elapsed()
+            },
+            &mut |_| {
+                let started = Instant::now();
+                for _ in 0..BLOCK {
+                    black_box(fixture.raw_decode().expect("accepted"));
+                }
+                started.elapsed()
+            },
+            &mut |round| {
+                let tokens = &fresh[round * BLOCK..(round + 1) * BLOCK];
+                time_block(&rt, &fresh_service, tokens.iter().map(with).collect())
+            },
+            &mut |_| time_block(&rt, &hit, (0..BLOCK).map(|_| fixture.request()).collect()),
+            &mut |_| time_block(&rt, &none, (0..BLOCK).map(|_| fixture.request()).collect()),
+        ],
+    );
+    report(
         fixture.name,
-        at(0.5),
-        at(0.25),
-        at(0.75)
+        &["floor", "raw_decode", "layer_miss", "layer_hit", "no_auth"],
+        &per_call,
+        &[(2, 0), (2, 1), (3, 4)],
     );
 }
 
-fn rs256(c: &mut Criterion) {
-    let fixture = Fixture::new(
+fn rs256_fixture() -> Fixture {
+    Fixture::new(
         "rs256",
         jsonwebtoken::Algorithm::RS256,
         include_bytes!("../tests/keys/rsa-a.pem"),
         EncodingKey::from_rsa_pem,
-    );
-    jwt_group(c, &fixture);
+    )
+}
+
+fn rs256(c: &mut Criterion) {
+    jwt_group(c, &rs256_fixture());
 }
 
 fn es256(c: &mut Criterion) {
@@ -325,16 +511,123 @@ fn eddsa(c: &mut Criterion) {
     jwt_group(c, &fixture);
 }
 
+/// What the peer middleware shares with each request.
+#[derive(Clone)]
+struct PeerState(Arc<(DecodingKey, Validation)>);
+
+/// The usual hand-written axum middleware: `Bearer` prefix, `jsonwebtoken::decode`, the
+/// claims into the extensions, `401` otherwise.
+async fn peer_auth(
+    State(state): State<PeerState>,
+    mut req: Request<Body>,
+    next: Next,
+) -> Result<axum::response::Response, StatusCode> {
+    let token = req
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or(StatusCode::UNAUTHORIZED)?;
+    let (key, validation) = &*state.0;
+    let data = jsonwebtoken::decode::<serde_json::Value>(token, key, validation)
+        .map_err(|_| StatusCode::UNAUTHORIZED)?;
+    req.extensions_mut().insert(data.claims);
+    Ok(next.run(req).await)
+}
+
+/// `axum/{no_auth, peer, portcullis_miss, portcullis_hit}`: one axum 0.8 route, RS256.
+fn axum_peer(c: &mut Criterion) {
+    let rt = runtime();
+    let fixture = rs256_fixture();
+    let routes = || Router::new().route("/", get(|| async { StatusCode::OK }));
+    let no_auth = routes();
+    let peer = routes().route_layer(middleware::from_fn_with_state(
+        PeerState(Arc::new((fixture.key.clone(), fixture.validation.clone()))),
+        peer_auth,
+    ));
+    let miss = routes().route_layer(BearerAuthLayer::new(fixture.jwt_uncached.clone()));
+    let hit = routes().route_layer(BearerAuthLayer::new(fixture.jwt.clone()));
+    let request = |value: &HeaderValue| {
+        Request::builder()
+            .uri("/")
+            .header(AUTHORIZATION, value.clone())
+            .body(Body::empty())
+            .expect("request")
+    };
+    let unsigned = HeaderValue::from_static("Bearer e30.e30.AAAA");
+    for (name, router, good) in [
+        ("no_auth", &no_auth, StatusCode::OK),
+        ("peer", &peer, StatusCode::OK),
+        ("portcullis_miss", &miss, StatusCode::OK),
+        ("portcullis_hit", &hit, StatusCode::OK),
+    ] {
+        let response = rt
+            .block_on(router.clone().oneshot(request(&fixture.authorization)))
+            .expect("infallible");
+        assert_eq!(response.status(), good, "axum/{name}");
+        if name != "no_auth" {
+            let response = rt
+                .block_on(router.clone().oneshot(request(&unsigned)))
+                .expect("infallible");
+            assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "axum/{name}");
+        }
+    }
+
+    let mut group = c.benchmark_group("axum");
+    for (name, router) in [
+        ("no_auth", &no_auth),
+        ("peer", &peer),
+        ("portcullis_miss", &miss),
+        ("portcullis_hit", &hit),
+    ] {
+        group.bench_function(name, |b| {
+            b.to_async(&rt).iter_batched(
+                || (router.clone(), request(&fixture.authorization)),
+                |(router, req)| async move {
+                    black_box(router.oneshot(req).await.expect("infallible"))
+                },
+                BatchSize::SmallInput,
+            );
+        });
+    }
+    group.finish();
+
+    if !under_cargo_bench() {
+        return;
+    }
+    let fresh = fixture.fresh_tokens(ROUNDS * BLOCK);
+    let fresh_router = routes().route_layer(BearerAuthLayer::new(fixture.jwt.clone()));
+    let same = || {
+        (0..BLOCK)
+            .map(|_| request(&fixture.authorization))
+            .collect()
+    };
+    let per_call = rounds(
+        ROUNDS,
+        BLOCK,
+        &mut [
+            &mut |_| time_block(&rt, &peer, same()),
+            &mut |round| {
+                let tokens = &fresh[round * BLOCK..(round + 1) * BLOCK];
+                time_block(&rt, &fresh_router, tokens.iter().map(request).collect())
+            },
+            &mut |_| time_block(&rt, &hit, same()),
+            &mut |_| time_block(&rt, &no_auth, same()),
+        ],
+    );
+    report(
+        "axum",
+        &["peer", "portcullis_miss", "portcullis_hit", "no_auth"],
+        &per_call,
+        &[(0, 1), (0, 2), (2, 3)],
+    );
+}
+
 /// `introspection/cached` vs `introspection/rs256_jwt`: one `JwtOrIntrospection` layer, an
 /// opaque token whose introspection answer is cached next to an RS256 JWT validated locally.
 fn introspection(c: &mut Criterion) {
     let rt = runtime();
-    let fixture = Fixture::new(
-        "rs256",
-        jsonwebtoken::Algorithm::RS256,
-        include_bytes!("../tests/keys/rsa-a.pem"),
-        EncodingKey::from_rsa_pem,
-    );
+    let fixture = rs256_fixture();
     // A loopback introspection endpoint that counts its calls; it answers for one token.
     let calls = Arc::new(AtomicUsize::new(0));
     let endpoint = rt.block_on(introspection_endpoint(Arc::clone(&calls)));
@@ -616,5 +909,5 @@ fn dpop(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, rs256, es256, eddsa, introspection, dpop);
+criterion_group!(benches, rs256, es256, eddsa, axum_peer, introspection, dpop);
 criterion_main!(benches);

@@ -115,6 +115,10 @@ impl AlgSet {
     pub(crate) fn is_empty(self) -> bool {
         self.0 == 0
     }
+
+    pub(crate) fn bits(self) -> u16 {
+        self.0
+    }
 }
 
 #[cfg(test)]

@@ -4,10 +4,26 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Seconds since the Unix epoch, now; `0` if the clock reads before the epoch.
 pub(crate) fn unix_now() -> f64 {
-    SystemTime::now()
+    let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
+        .unwrap_or(0.0);
+    #[cfg(test)]
+    let now = now + test_clock::OFFSET.with(std::cell::Cell::get);
+    now
+}
+
+/// Unit tests move this thread's wall clock (and only it) to see rules that depend on it.
+#[cfg(test)]
+pub(crate) mod test_clock {
+    thread_local! {
+        pub(super) static OFFSET: std::cell::Cell<f64> = const { std::cell::Cell::new(0.0) };
+    }
+
+    /// Moves this thread's wall clock by `seconds`, as a jump of the system clock would.
+    pub(crate) fn jump(seconds: f64) {
+        OFFSET.with(|o| o.set(o.get() + seconds));
+    }
 }
 
 /// The instant `seconds` after the epoch, when it is a representable time.

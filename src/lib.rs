@@ -110,6 +110,10 @@
 //!   never appear in portcullis' logs or error bodies, nor in a [`Principal`]'s `Debug`
 //!   output; the claims type itself is the application's to print or not.
 //! - Keys are fetched by tasks on the Tokio runtime; outside a runtime nothing is fetched.
+//! - A JWT that passed every check is remembered (by the SHA-256 digest of the whole
+//!   token) so the same token skips the signature check next time; its `exp`, `nbf` and
+//!   `iat` are checked on every request and it is validated in full again once its key
+//!   leaves the JWK Set. See [`JwtBuilder::token_cache`].
 //!
 //! [tower]: https://docs.rs/tower
 
@@ -168,7 +172,7 @@ pub use http_client::{DEFAULT_HTTP_TIMEOUT, DEFAULT_MAX_RESPONSE_BYTES};
 #[cfg(feature = "introspection")]
 pub use introspect::{ClientAuth, Introspection, IntrospectionBuilder, JwtOrIntrospection};
 pub use jwks::{DEFAULT_JWKS_TTL, DEFAULT_MAX_STALE, DEFAULT_REFRESH_COOLDOWN};
-pub use jwt::{Jwt, JwtBuilder};
+pub use jwt::{DEFAULT_TOKEN_CACHE_CAPACITY, DEFAULT_TOKEN_CACHE_MAX_BYTES, Jwt, JwtBuilder};
 pub use layer::BearerAuthLayer;
 pub use mtls::ClientCertificate;
 pub use principal::{Principal, RegisteredClaims, Scopes, UserAuthentication};

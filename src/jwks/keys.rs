@@ -1,9 +1,9 @@
 //! A JWK Set (RFC 7517) turned into verification keys, once, when it loads.
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use jsonwebtoken::DecodingKey;
 use serde::Deserialize;
 
+use super::verifier::{Material, Verifier};
 use crate::alg::{AlgSet, Algorithm};
 
 /// The longest `kid` looked up; longer ones are rejected before any lookup.
@@ -16,7 +16,8 @@ const MIN_RSA_MODULUS_LEN: usize = 256;
 pub(crate) struct Key {
     pub(crate) kid: Option<Box<str>>,
     pub(crate) algs: AlgSet,
-    pub(crate) key: DecodingKey,
+    /// Parsed once, when the set loads.
+    pub(crate) verifier: Verifier,
 }
 
 /// The most keys a token without a `kid` is tried against: enough for an issuer in the
@@ -47,6 +48,11 @@ impl KeySet {
             .iter()
             .filter(move |k| k.algs.contains(alg) && (kid.is_none() || k.kid.as_deref() == kid))
             .take(limit)
+    }
+
+    /// Whether a key with this identity ([`Verifier::id`]) is in the set.
+    pub(crate) fn has_key(&self, id: u64) -> bool {
+        self.keys.iter().any(|k| k.verifier.id() == id)
     }
 
     /// Whether a key with this `kid` exists, whatever its algorithms.
@@ -179,11 +185,14 @@ fn parse_counting(json: &[u8], allowed: AlgSet) -> Result<(KeySet, Skipped), Inv
     Ok((KeySet { keys }, skipped))
 }
 
-fn decoded_len(b64: &str) -> Result<usize, &'static str> {
-    let bytes = URL_SAFE_NO_PAD
+fn decode(b64: &str) -> Result<Vec<u8>, &'static str> {
+    URL_SAFE_NO_PAD
         .decode(b64)
-        .map_err(|_| "key member is not base64url")?;
-    Ok(bytes.iter().skip_while(|b| **b == 0).count())
+        .map_err(|_| "key member is not base64url")
+}
+
+fn significant_len(bytes: &[u8]) -> usize {
+    bytes.iter().skip_while(|b| **b == 0).count()
 }
 
 fn key(raw: RawJwk, allowed: AlgSet) -> Result<Key, &'static str> {
@@ -211,20 +220,23 @@ fn key(raw: RawJwk, allowed: AlgSet) -> Result<Key, &'static str> {
     if raw.kid.as_ref().is_some_and(|k| k.len() > MAX_KID_LEN) {
         return Err("kid is too long");
     }
-    let (family, decoding) = match (raw.kty.as_str(), raw.crv.as_deref()) {
+    let (family, material) = match (raw.kty.as_str(), raw.crv.as_deref()) {
         ("RSA", _) => {
             let (Some(n), Some(e)) = (&raw.n, &raw.e) else {
                 return Err("RSA key without n or e");
             };
-            if decoded_len(n)? < MIN_RSA_MODULUS_LEN {
+            let (n, e) = (decode(n)?, decode(e)?);
+            if significant_len(&n) < MIN_RSA_MODULUS_LEN {
                 return Err("RSA modulus shorter than 2048 bits");
             }
-            let e_len = decoded_len(e)?;
+            let e_len = significant_len(&e);
             if e_len == 0 || e_len > 8 {
                 return Err("RSA exponent out of range");
             }
-            let key = DecodingKey::from_rsa_components(n, e).map_err(|_| "bad RSA key")?;
-            (AlgSet::RSA, key)
+            // Some issuers pad the modulus with a zero byte; aws-lc-rs refuses that form.
+            let unpadded = |v: Vec<u8>| v.into_iter().skip_while(|b| *b == 0).collect::<Vec<u8>>();
+            let (n, e) = (unpadded(n), unpadded(e));
+            (AlgSet::RSA, Material::Rsa { n, e })
         }
         ("EC", Some(crv @ ("P-256" | "P-384"))) => {
             let (Some(x), Some(y)) = (&raw.x, &raw.y) else {
@@ -235,25 +247,25 @@ fn key(raw: RawJwk, allowed: AlgSet) -> Result<Key, &'static str> {
             } else {
                 (Algorithm::ES384, 48)
             };
-            if decoded_len(x)? > len || decoded_len(y)? > len {
+            let (x, y) = (decode(x)?, decode(y)?);
+            if significant_len(&x) > len || significant_len(&y) > len {
                 return Err("EC coordinate longer than the curve");
             }
-            let key = DecodingKey::from_ec_components(x, y).map_err(|_| "bad EC key")?;
-            (AlgSet::one(alg), key)
+            let mut point = Vec::with_capacity(1 + x.len() + y.len());
+            point.push(0x04);
+            point.extend_from_slice(&x);
+            point.extend_from_slice(&y);
+            (AlgSet::one(alg), Material::Ec { alg, point })
         }
         ("OKP", Some("Ed25519")) => {
             let Some(x) = &raw.x else {
                 return Err("OKP key without x");
             };
-            let len = URL_SAFE_NO_PAD
-                .decode(x)
-                .map_err(|_| "key member is not base64url")?
-                .len();
-            if len != 32 {
+            let x = decode(x)?;
+            if x.len() != 32 {
                 return Err("Ed25519 key of the wrong length");
             }
-            let key = DecodingKey::from_ed_components(x).map_err(|_| "bad Ed25519 key")?;
-            (AlgSet::one(Algorithm::EdDSA), key)
+            (AlgSet::one(Algorithm::EdDSA), Material::Ed25519 { x })
         }
         _ => return Err("unsupported key type or curve"),
     };
@@ -267,10 +279,11 @@ fn key(raw: RawJwk, allowed: AlgSet) -> Result<Key, &'static str> {
     if algs.is_empty() {
         return Err("no allowed algorithm fits the key");
     }
+    let verifier = Verifier::new(&material, raw.kid.as_deref(), algs)?;
     Ok(Key {
         kid: raw.kid.map(String::into_boxed_str),
         algs,
-        key: decoding,
+        verifier,
     })
 }
 

@@ -3,11 +3,15 @@
 //! outage.
 
 pub(crate) mod keys;
+pub(crate) mod verifier;
 
 use std::{
+    ops::Deref,
     sync::{Arc, Mutex, PoisonError, RwLock},
     time::{Duration, Instant},
 };
+
+use arc_swap::{ArcSwap, Guard};
 
 use futures_util::{
     FutureExt,
@@ -86,10 +90,31 @@ impl Default for CachePolicy {
 
 type Refresh = Shared<BoxFuture<'static, ()>>;
 
-struct State {
-    keys: Option<Arc<KeySet>>,
+/// The keys in use and how long they may be, swapped whole when a fetch succeeds, so the
+/// hot path reads them without a lock.
+struct Published {
+    keys: Option<KeySet>,
     fresh_until: Instant,
     usable_until: Instant,
+}
+
+/// The keys of a snapshot that has keys, held without a reference count (arc-swap's
+/// guard) while a request uses them.
+pub(crate) struct Snapshot(Guard<Arc<Published>>);
+
+impl Deref for Snapshot {
+    type Target = KeySet;
+
+    fn deref(&self) -> &KeySet {
+        // `current` hands out only snapshots that have keys; an empty set verifies nothing.
+        static EMPTY: KeySet = KeySet { keys: Vec::new() };
+        self.0.keys.as_ref().unwrap_or(&EMPTY)
+    }
+}
+
+/// Fetch bookkeeping, changed only under its lock and never read on the hot path of a
+/// token that verifies.
+struct State {
     last_attempt: Option<Instant>,
     last_failed: bool,
     inflight: Option<Refresh>,
@@ -105,6 +130,7 @@ struct Inner {
     policy: CachePolicy,
     allowed: AlgSet,
     discovered: Mutex<Option<Url>>,
+    published: ArcSwap<Published>,
     state: RwLock<State>,
 }
 
@@ -119,8 +145,12 @@ pub(crate) struct Health {
 
 /// What the hot path may do with the keys right now.
 pub(crate) enum Keys {
-    /// Use these keys; `refetch` says whether an unknown `kid` may wait for a refresh.
-    Ready { keys: Arc<KeySet>, refetch: bool },
+    /// Use these keys; `refetch` says whether an unknown `kid` may wait for a refresh
+    /// (`None`: ask [`JwksCache::may_refetch`], only if it matters).
+    Ready {
+        keys: Snapshot,
+        refetch: Option<bool>,
+    },
     /// No usable keys: wait for a refresh.
     MustRefresh,
     /// No usable keys and a fetch is not allowed yet.
@@ -143,10 +173,12 @@ impl JwksCache {
         allowed: AlgSet,
     ) -> Self {
         let now = Instant::now();
-        let state = State {
-            keys: initial.map(Arc::new),
+        let published = Published {
+            keys: initial,
             fresh_until: now,
             usable_until: now,
+        };
+        let state = State {
             last_attempt: None,
             last_failed: false,
             inflight: None,
@@ -161,6 +193,7 @@ impl JwksCache {
                 policy,
                 allowed,
                 discovered: Mutex::new(None),
+                published: ArcSwap::from_pointee(published),
                 state: RwLock::new(state),
             }),
         }
@@ -170,44 +203,65 @@ impl JwksCache {
         &self.inner.issuer
     }
 
-    /// The keys to use now. Never does I/O and never blocks on one.
+    /// The keys to use now. Never does I/O and never blocks on one; fresh keys are read
+    /// without taking a lock.
     pub(crate) fn current(&self, now: Instant) -> Keys {
         let inner = &self.inner;
-        if matches!(inner.source, Source::Static) {
-            return match &read(&inner.state).keys {
-                Some(keys) => Keys::Ready {
-                    keys: Arc::clone(keys),
-                    refetch: false,
-                },
-                None => Keys::Unavailable(inner.policy.cooldown),
+        let published = inner.published.load();
+        let fixed = matches!(inner.source, Source::Static);
+        if published.keys.is_some() && (fixed || now < published.fresh_until) {
+            return Keys::Ready {
+                keys: Snapshot(published),
+                refetch: if fixed { Some(false) } else { None },
             };
         }
-        let (keys, fresh, usable, may_fetch, retry_after, inflight) = {
+        if fixed {
+            return Keys::Unavailable(inner.policy.cooldown);
+        }
+        // Keys are published under the state lock: read both as one.
+        let (published, may_fetch, retry_after, inflight) = {
             let st = read(&inner.state);
             let (may_fetch, retry_after) = inner.may_fetch(&st, now);
             (
-                st.keys.clone(),
-                now < st.fresh_until,
-                now < st.usable_until,
+                inner.published.load(),
                 may_fetch,
                 retry_after,
                 st.inflight.is_some(),
             )
         };
-        match keys {
-            Some(keys) if fresh => Keys::Ready {
-                keys,
-                refetch: may_fetch,
-            },
-            Some(keys) if usable => {
-                // Stale but usable: serve now, refresh in the background.
-                // With a fetch under way already, join it only if a kid is unknown.
-                let refetch = inflight || (may_fetch && self.refresh_in_background());
-                Keys::Ready { keys, refetch }
+        let has_keys = published.keys.is_some();
+        if has_keys && now < published.fresh_until {
+            // Replaced while this request looked.
+            Keys::Ready {
+                keys: Snapshot(published),
+                refetch: Some(may_fetch),
             }
-            _ if may_fetch => Keys::MustRefresh,
-            _ => Keys::Unavailable(retry_after),
+        } else if has_keys && now < published.usable_until {
+            // Stale but usable: serve now, refresh in the background.
+            // With a fetch under way already, join it only if a kid is unknown.
+            let refetch = inflight || (may_fetch && self.refresh_in_background());
+            Keys::Ready {
+                keys: Snapshot(published),
+                refetch: Some(refetch),
+            }
+        } else if may_fetch {
+            Keys::MustRefresh
+        } else {
+            Keys::Unavailable(retry_after)
         }
+    }
+
+    /// Whether a token with an unknown `kid`, checked against `seen`, may wait for a fetch
+    /// now: one within the cooldown, the one under way, or none at all when the keys were
+    /// replaced since `seen` was read (the waiter then checks the new ones).
+    pub(crate) fn may_refetch(&self, now: Instant, seen: &Snapshot) -> bool {
+        if !self.fetches_keys() {
+            return false;
+        }
+        // Keys are published under the state lock: both are read as one here.
+        let st = read(&self.inner.state);
+        let replaced = !Arc::ptr_eq(&self.inner.published.load(), &seen.0);
+        replaced || self.inner.may_fetch(&st, now).0
     }
 
     /// Starts a refresh that runs as its own task; `false` outside a Tokio runtime.
@@ -222,11 +276,13 @@ impl JwksCache {
     /// What readiness reports for this issuer; cheap, no I/O.
     pub(crate) fn health(&self, now: Instant) -> Health {
         let st = read(&self.inner.state);
+        let published = self.inner.published.load();
         let fetched = self.fetches_keys();
+        let has = published.keys.is_some();
         Health {
             issuer: Arc::clone(&self.inner.issuer),
-            has_keys: st.keys.is_some() && (!fetched || now < st.usable_until),
-            serving_stale: fetched && st.keys.is_some() && now >= st.fresh_until,
+            has_keys: has && (!fetched || now < published.usable_until),
+            serving_stale: fetched && has && now >= published.fresh_until,
             since_last_fetch: st.last_success.map(|at| now.saturating_duration_since(at)),
             last_error: st.last_error.clone(),
         }
@@ -365,26 +421,30 @@ impl Inner {
                 let ttl = max_age
                     .map(|age| age.clamp(MAX_AGE_BOUNDS.0, MAX_AGE_BOUNDS.1))
                     .map_or(self.policy.ttl, |age| age.min(self.policy.ttl));
-                st.keys = Some(Arc::new(set));
                 // Durations are bounded at build time (30 days), so these cannot overflow.
-                st.fresh_until = now + ttl;
-                st.usable_until = st.fresh_until + self.policy.max_stale;
-                crate::metrics::jwks_fetched(
-                    &self.issuer,
-                    st.keys.as_ref().map(|k| k.keys.len()),
-                    false,
-                );
+                let fresh_until = now + ttl;
+                let loaded = set.keys.len();
+                // Stored under the state lock: fetches publish one after the other.
+                self.published.store(Arc::new(Published {
+                    keys: Some(set),
+                    fresh_until,
+                    usable_until: fresh_until + self.policy.max_stale,
+                }));
+                crate::metrics::jwks_fetched(&self.issuer, Some(loaded), false);
             }
             Err(error) => {
                 st.last_error = Some(error.to_string().into());
-                let stale = st.keys.is_some() && now >= st.fresh_until && now < st.usable_until;
+                let published = self.published.load();
+                let stale = published.keys.is_some()
+                    && now >= published.fresh_until
+                    && now < published.usable_until;
                 crate::metrics::jwks_fetched(&self.issuer, None, stale);
                 #[cfg(feature = "tracing")]
                 tracing::warn!(
                     target: "portcullis::jwks",
                     issuer = %self.issuer,
                     error = %error,
-                    serving_stale = st.keys.is_some() && now < st.usable_until,
+                    serving_stale = stale,
                     "could not refresh the issuer's keys"
                 );
             }

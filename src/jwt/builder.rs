@@ -4,6 +4,7 @@ use std::{fmt, marker::PhantomData, sync::Arc, time::Duration};
 
 use super::{
     Inner, Jwt,
+    cache::{TokenCache, TokenCacheConfig},
     header::TypPolicy,
     tenant::{self, TenantIssuer},
 };
@@ -71,6 +72,7 @@ pub struct JwtBuilder<C = RegisteredClaims> {
     authorities: Vec<AuthoritySource>,
     tenant_issuers: Vec<TenantIssuer>,
     issuer_audiences: Vec<(String, String)>,
+    token_cache: TokenCacheConfig,
     _claims: PhantomData<fn() -> C>,
 }
 
@@ -88,6 +90,7 @@ impl Default for JwtBuilder {
             authorities: Vec::new(),
             tenant_issuers: Vec::new(),
             issuer_audiences: Vec::new(),
+            token_cache: TokenCacheConfig::default(),
             _claims: PhantomData,
         }
     }
@@ -260,6 +263,31 @@ impl<C> JwtBuilder<C> {
 
     http_option_setters!();
 
+    /// Remembers tokens that passed every check, so the same token on a later request
+    /// skips the signature check and the parsing. A remembered token still has its `exp`,
+    /// `nbf` and `iat` checked on every request, is forgotten at its `exp`, and is
+    /// validated in full again once the key that verified it leaves the issuer's JWK Set.
+    /// Only the SHA-256 digest of a token is kept, never the token. Default: on.
+    pub fn token_cache(mut self, enabled: bool) -> Self {
+        self.token_cache.enabled = enabled;
+        self
+    }
+
+    /// How many verified tokens are remembered at most. Default:
+    /// [`DEFAULT_TOKEN_CACHE_CAPACITY`](crate::DEFAULT_TOKEN_CACHE_CAPACITY) (10 000); `0` turns the cache off.
+    pub fn token_cache_capacity(mut self, entries: u64) -> Self {
+        self.token_cache.capacity = entries;
+        self
+    }
+
+    /// Bound on the estimated memory of the remembered tokens, in bytes; tokens with
+    /// large claims count for more. Default:
+    /// [`DEFAULT_TOKEN_CACHE_MAX_BYTES`](crate::DEFAULT_TOKEN_CACHE_MAX_BYTES) (32 MiB).
+    pub fn token_cache_max_bytes(mut self, bytes: u64) -> Self {
+        self.token_cache.max_bytes = bytes;
+        self
+    }
+
     /// Deserializes the claims into `T` instead of [`RegisteredClaims`]. A token whose
     /// claims do not fit `T` is rejected as `invalid_token`.
     pub fn claims<T>(self) -> JwtBuilder<T> {
@@ -275,13 +303,17 @@ impl<C> JwtBuilder<C> {
             authorities: self.authorities,
             tenant_issuers: self.tenant_issuers,
             issuer_audiences: self.issuer_audiences,
+            token_cache: self.token_cache,
             _claims: PhantomData,
         }
     }
 
     /// Checks the configuration and builds the authenticator. Static key sets are parsed
     /// here; nothing is fetched.
-    pub fn build(self) -> Result<Jwt<C>, ConfigError> {
+    pub fn build(self) -> Result<Jwt<C>, ConfigError>
+    where
+        C: Send + Sync + 'static,
+    {
         crate::crypto::install_provider();
         if self.issuers.is_empty() && self.tenant_issuers.is_empty() {
             return Err(ConfigError::new("at least one issuer is required"));
@@ -389,6 +421,7 @@ impl<C> JwtBuilder<C> {
                 authorities: AuthorityClaims::new(&self.authorities)?,
                 cooldown: policy.cooldown,
             }),
+            verified: TokenCache::new(self.token_cache),
             _claims: PhantomData,
         })
     }

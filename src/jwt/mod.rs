@@ -37,6 +37,7 @@
 
 mod audiences;
 mod builder;
+pub(crate) mod cache;
 pub(crate) mod header;
 mod tenant;
 mod tenant_keys;
@@ -61,9 +62,11 @@ use crate::{
     jwks::{JwksCache, Keys},
     principal::{Principal, RegisteredClaims, UserAuthentication},
 };
+use cache::TokenCache;
 use header::TypPolicy;
 
 pub use builder::JwtBuilder;
+pub use cache::{DEFAULT_TOKEN_CACHE_CAPACITY, DEFAULT_TOKEN_CACHE_MAX_BYTES};
 pub use tenant::{TENANT_PLACEHOLDER, TenantIssuer};
 pub use tenant_keys::DEFAULT_MAX_TENANTS;
 
@@ -74,6 +77,7 @@ pub use crate::claims::{DEFAULT_LEEWAY, MAX_LEEWAY};
 /// Cheap to clone: clones share the key caches. Build one with [`Jwt::builder`].
 pub struct Jwt<C = RegisteredClaims> {
     inner: Arc<Inner>,
+    verified: Option<TokenCache<C>>,
     _claims: PhantomData<fn() -> C>,
 }
 
@@ -106,6 +110,7 @@ impl<C> Clone for Jwt<C> {
     fn clone(&self) -> Self {
         Self {
             inner: Arc::clone(&self.inner),
+            verified: self.verified.clone(),
             _claims: PhantomData,
         }
     }
@@ -165,6 +170,9 @@ fn b64(part: &str) -> Result<Vec<u8>, AuthError> {
         .map_err(|_| AuthError::invalid_token("the token is not valid base64url"))
 }
 
+/// Room for the longest signature a key can verify (RSA 8192 bits), plus base64 slack.
+const MAX_SIGNATURE_LEN: usize = 1024 + 3;
+
 /// Splits a JWS compact serialization into its three parts.
 fn split(token: &str) -> Result<(&str, &str, &str), AuthError> {
     let mut parts = token.splitn(4, '.');
@@ -181,6 +189,15 @@ where
     C: DeserializeOwned + Send + Sync + 'static,
 {
     fn validate(&self, token: &str, may_refresh: bool) -> Result<Principal<C>, Step> {
+        let digest = self
+            .verified
+            .as_ref()
+            .map(|_| TokenCache::<C>::digest(token));
+        if let (Some(verified), Some(digest)) = (&self.verified, &digest)
+            && let Some(principal) = self.cached(verified, digest)?
+        {
+            return Ok(principal);
+        }
         let inner = &*self.inner;
         let (h64, p64, s64) = split(token)?;
         if s64.is_empty() {
@@ -221,8 +238,9 @@ where
         }
         let cache = found.cache(&inner.issuers);
         let kid = header.kid.as_deref();
-        let (keys, refetch) = match cache.current(Instant::now()) {
-            Keys::Ready { keys, refetch } => (keys, refetch && may_refresh),
+        let now = Instant::now();
+        let (keys, refetch) = match cache.current(now) {
+            Keys::Ready { keys, refetch } => (keys, refetch),
             Keys::MustRefresh if may_refresh => return Err(Step::Refresh(found.clone())),
             Keys::MustRefresh => {
                 return Err(AuthError::unavailable(
@@ -242,23 +260,24 @@ where
         let message = &token[..h64.len() + 1 + p64.len()];
         // One candidate with a `kid`; a few without (see `MAX_KIDLESS_CANDIDATES`).
         let mut tried = false;
-        let verified = keys.candidates(kid, header.alg).any(|key| {
+        let mut signature = [0u8; MAX_SIGNATURE_LEN];
+        // Longer than any key can verify, or not base64url: no key verifies it.
+        let signature = URL_SAFE_NO_PAD
+            .decode_slice(s64, &mut signature)
+            .ok()
+            .and_then(|len| signature.get(..len));
+        let verified_by = keys.candidates(kid, header.alg).find(|key| {
             tried = true;
-            jsonwebtoken::crypto::verify(
-                s64,
-                message.as_bytes(),
-                &key.key,
-                header.alg.to_jsonwebtoken(),
-            )
-            .unwrap_or(false)
+            signature.is_some_and(|sig| key.verifier.verify(header.alg, message.as_bytes(), sig))
         });
-        if !verified {
+        let Some(verified_by) = verified_by else {
             // A token that names no known `kid` (an unknown one, or none) may be signed with
             // a key the issuer added since the last fetch: fetch once, within the cooldown.
             // A known `kid` never causes a fetch: a failure under it is an attack or a
             // corrupted token, not a rotation.
             let known = kid.is_some_and(|k| keys.has_kid(k));
-            return Err(if refetch && !known {
+            let refetch = may_refresh && refetch.unwrap_or_else(|| cache.may_refetch(now, &keys));
+            return Err(if !known && refetch {
                 Step::Refresh(found.clone())
             } else if !known && cache.last_fetch_failed() {
                 // The issuer may hold the key but cannot be asked: not the token's fault.
@@ -268,7 +287,7 @@ where
             } else {
                 AuthError::invalid_token("no trusted key matches the token").into()
             });
-        }
+        };
         if let Some(step) = found.undecided() {
             return Err(step);
         }
@@ -282,8 +301,9 @@ where
         } else {
             Arc::clone(cache.issuer())
         };
+        let times = (view.exp, view.nbf, view.iat);
         // A `cnf` binding travels with the principal; the layer checks it against the request.
-        Ok(Principal::new_confirmed(
+        let principal = Principal::new_confirmed(
             issuer,
             view.sub.map(|s| s.into_owned().into_boxed_str()),
             scopes,
@@ -292,7 +312,54 @@ where
             claims,
             view.cnf,
         )
-        .with_authorities(authorities))
+        .with_authorities(authorities);
+        // Tokens of a tenant template are not remembered: their keys live in per-tenant
+        // caches the entry could not be checked against.
+        if let (Some(verified), Some(digest), false) = (&self.verified, digest, templated) {
+            let key = verified_by.verifier.id();
+            verified.insert(
+                digest,
+                principal.clone(),
+                found.index,
+                key,
+                times,
+                payload.len(),
+            );
+        }
+        Ok(principal)
+    }
+
+    /// A hit in the verified-token cache, after the time claims are checked again and the
+    /// key that verified the token is found still in its issuer's set. A hit whose key is
+    /// gone (or whose issuer has no usable keys now) is dropped: the caller validates the
+    /// token in full, as on a miss.
+    fn cached(
+        &self,
+        verified: &TokenCache<C>,
+        digest: &cache::TokenDigest,
+    ) -> Result<Option<Principal<C>>, AuthError> {
+        let Some(hit) = verified.get(digest) else {
+            return Ok(None);
+        };
+        let times = claims::ClaimsView {
+            exp: hit.exp,
+            nbf: hit.nbf,
+            iat: hit.iat,
+            ..Default::default()
+        };
+        // The same rule, on the same values, as for a token seen the first time.
+        self.inner.time.check(&times, unix_now(), true)?;
+        let key_present = self.inner.issuers[..self.inner.exact]
+            .get(hit.issuer)
+            .is_some_and(|cache| {
+                matches!(cache.current(Instant::now()), Keys::Ready { keys, .. } if keys.has_key(hit.key))
+            });
+        if key_present {
+            Ok(Some(hit.principal))
+        } else {
+            verified.remove(digest);
+            Ok(None)
+        }
     }
 
     /// The answer when a retry still cannot decide.
