@@ -76,60 +76,38 @@ where
     }
 }
 
-impl<S> FromRequestParts<S> for Scopes
-where
-    S: Send + Sync,
-{
-    type Rejection = MissingPrincipal;
+/// The extractors of a value the auth layer puts into the request's extensions: required
+/// (`MissingPrincipal` when absent) and optional.
+macro_rules! extension_extractors {
+    ($($ty:ty),+) => {$(
+        impl<S> FromRequestParts<S> for $ty
+        where
+            S: Send + Sync,
+        {
+            type Rejection = MissingPrincipal;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        parts
-            .extensions
-            .get::<Scopes>()
-            .cloned()
-            .ok_or(MissingPrincipal)
-    }
+            async fn from_request_parts(
+                parts: &mut Parts,
+                _state: &S,
+            ) -> Result<Self, Self::Rejection> {
+                parts.extensions.get::<$ty>().cloned().ok_or(MissingPrincipal)
+            }
+        }
+
+        impl<S> OptionalFromRequestParts<S> for $ty
+        where
+            S: Send + Sync,
+        {
+            type Rejection = std::convert::Infallible;
+
+            async fn from_request_parts(
+                parts: &mut Parts,
+                _state: &S,
+            ) -> Result<Option<Self>, Self::Rejection> {
+                Ok(parts.extensions.get::<$ty>().cloned())
+            }
+        }
+    )+};
 }
 
-impl<S> OptionalFromRequestParts<S> for Scopes
-where
-    S: Send + Sync,
-{
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        _state: &S,
-    ) -> Result<Option<Self>, Self::Rejection> {
-        Ok(parts.extensions.get::<Scopes>().cloned())
-    }
-}
-
-impl<S> FromRequestParts<S> for Authorities
-where
-    S: Send + Sync,
-{
-    type Rejection = MissingPrincipal;
-
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        parts
-            .extensions
-            .get::<Authorities>()
-            .cloned()
-            .ok_or(MissingPrincipal)
-    }
-}
-
-impl<S> OptionalFromRequestParts<S> for Authorities
-where
-    S: Send + Sync,
-{
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        _state: &S,
-    ) -> Result<Option<Self>, Self::Rejection> {
-        Ok(parts.extensions.get::<Authorities>().cloned())
-    }
-}
+extension_extractors!(Scopes, Authorities);
