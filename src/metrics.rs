@@ -17,6 +17,8 @@
 //! | `portcullis_introspection_cache_total` | counter | `issuer`, `result` (`hit`, `miss`) |
 //! | `portcullis_introspection_coalesced_total` | counter | `issuer` |
 //! | `portcullis_introspection_cache_evictions_total` | counter | `space` (`active`, `refused`) |
+//! | `portcullis_introspection_shared_total` | counter | `issuer`, `result` (`hit`, `miss`, `error`): lookups in the shared tier |
+//! | `portcullis_redis_in_use` | gauge (0/1) | — (1 while Redis is used, 0 while it is left after a failure) |
 
 #![cfg_attr(not(feature = "metrics"), allow(unused_variables))]
 
@@ -132,4 +134,19 @@ pub(crate) fn introspection_evicted(space: &'static str) {
     #[cfg(feature = "metrics")]
     metrics::counter!("portcullis_introspection_cache_evictions_total", "space" => space)
         .increment(1);
+}
+
+#[cfg_attr(not(feature = "introspection"), allow(dead_code))]
+/// A lookup in the shared introspection tier: `hit`, `miss` or `error`.
+pub(crate) fn introspection_shared(issuer: &str, result: &'static str) {
+    #[cfg(feature = "metrics")]
+    metrics::counter!("portcullis_introspection_shared_total", "issuer" => issuer.to_owned(), "result" => result)
+        .increment(1);
+}
+
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+/// Whether Redis is in use (set when a store is built and at each change of mode).
+pub(crate) fn redis_in_use(in_use: bool) {
+    #[cfg(feature = "metrics")]
+    metrics::gauge!("portcullis_redis_in_use").set(if in_use { 1.0 } else { 0.0 });
 }

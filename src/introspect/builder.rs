@@ -16,6 +16,7 @@ use super::{
     cache::Answers,
     client::{AssertionKey, Client, ClientAuth, Credentials, Secret},
     decision::Rules,
+    shared::SharedCache,
 };
 use crate::{
     alg::Algorithm,
@@ -85,6 +86,7 @@ pub struct IntrospectionBuilder<C = RegisteredClaims> {
     endpoint_hosts: Vec<String>,
     any_audience: bool,
     accept_missing_aud: bool,
+    shared: Option<Box<dyn SharedCache>>,
     _claims: PhantomData<fn() -> C>,
 }
 
@@ -108,6 +110,7 @@ impl Default for IntrospectionBuilder {
             endpoint_hosts: Vec::new(),
             any_audience: false,
             accept_missing_aud: false,
+            shared: None,
             _claims: PhantomData,
         }
     }
@@ -120,6 +123,7 @@ impl<C> fmt::Debug for IntrospectionBuilder<C> {
             .field("endpoint", &self.endpoint.as_ref().map(|_| "[set]"))
             .field("client", &self.client)
             .field("http", &self.http)
+            .field("shared_cache", &self.shared.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -269,6 +273,20 @@ impl<C> IntrospectionBuilder<C> {
         self
     }
 
+    /// A cache tier shared with the other replicas of the API, asked when the in-process
+    /// cache has no answer and before the endpoint is called: in the steady state each token
+    /// is introspected once for all replicas. An answer found there is decided again with
+    /// this builder's rules; active answers are shared for as long as they are cached here,
+    /// refusals for the [`cache_negative_ttl`](Self::cache_negative_ttl). When the tier
+    /// cannot be used, the endpoint is called as without it. While the endpoint is left
+    /// alone after failures, requests still look in the shared tier before getting `503`.
+    /// Default: none. See [`RedisIntrospectionCache`](crate::store::RedisIntrospectionCache)
+    /// (feature `redis`).
+    pub fn shared_cache(mut self, cache: impl SharedCache) -> Self {
+        self.shared = Some(Box::new(cache));
+        self
+    }
+
     /// Most introspection calls under way at once; further requests for uncached tokens
     /// wait up to the [`http_timeout`](Self::http_timeout) for a slot, then get `503`.
     /// Default: 16; at least 1.
@@ -350,6 +368,7 @@ impl<C> IntrospectionBuilder<C> {
             endpoint_hosts: self.endpoint_hosts,
             any_audience: self.any_audience,
             accept_missing_aud: self.accept_missing_aud,
+            shared: self.shared,
             _claims: PhantomData,
         }
     }
@@ -442,6 +461,8 @@ impl<C> IntrospectionBuilder<C> {
                 answers: Answers::new(self.capacity, self.negative_capacity, self.negative_ttl),
                 breaker: Breaker::new(self.failure_threshold, self.failure_backoff),
                 calls: Semaphore::new(self.max_concurrent),
+                shared: self.shared,
+                negative_ttl: self.negative_ttl,
             }),
         })
     }

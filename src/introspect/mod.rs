@@ -12,6 +12,10 @@
 //! requests get `503` with `Retry-After` at once, then one probe call is let through; a
 //! failed probe doubles the back-off.
 //!
+//! Replicas of an API can share answers through a second tier behind the in-process cache
+//! ([`IntrospectionBuilder::shared_cache`], e.g. Redis with feature `redis`): a token is
+//! then introspected once for all of them.
+//!
 //! Only bearer access tokens are accepted; refresh tokens, ID tokens and sender-constrained
 //! tokens are refused by the markers listed under
 //! [`IntrospectionBuilder::dangerous_accept_missing_audience`].
@@ -38,6 +42,7 @@ mod cache;
 mod client;
 mod decision;
 mod routing;
+mod shared;
 
 pub use backoff::{DEFAULT_FAILURE_BACKOFF, DEFAULT_FAILURE_THRESHOLD};
 pub use builder::{
@@ -47,6 +52,7 @@ pub use builder::{
 };
 pub use client::ClientAuth;
 pub use routing::JwtOrIntrospection;
+pub use shared::{SharedCache, SharedCacheError, SharedFuture, SharedKey};
 
 use std::{
     fmt,
@@ -64,7 +70,7 @@ use crate::{
     principal::{Principal, RegisteredClaims},
 };
 use backoff::Breaker;
-use cache::{Answers, Failure, digest};
+use cache::{Answers, Digest, Failure, digest};
 use decision::{Active, Rules};
 
 /// `Retry-After` sent when a call fails without opening the circuit.
@@ -76,6 +82,9 @@ struct Inner<C> {
     answers: Answers<C>,
     breaker: Breaker,
     calls: Semaphore,
+    shared: Option<Box<dyn SharedCache>>,
+    /// How long a refusal is kept, here and in the shared tier.
+    negative_ttl: Duration,
 }
 
 /// Validates tokens through the issuer's RFC 7662 introspection endpoint, caching answers.
@@ -125,8 +134,47 @@ impl<C> Introspection<C>
 where
     C: DeserializeOwned + Send + Sync + 'static,
 {
-    /// One upstream call for `token`, within the concurrency bound and the circuit.
-    async fn call(&self, token: &str) -> Result<Active<C>, Failure> {
+    /// The decision for `token`: from the shared tier when it has the answer, otherwise
+    /// from one call to the endpoint, whose answer is then shared.
+    async fn resolve(&self, token: &str, key: &Digest) -> Result<Active<C>, Failure> {
+        let inner = &*self.inner;
+        let issuer = &*inner.rules.issuer;
+        let shared = inner
+            .shared
+            .as_deref()
+            .map(|tier| (tier, SharedKey::new(issuer, key)));
+        if let Some((tier, shared_key)) = &shared {
+            match tier.get(shared_key).await {
+                Ok(Some(body)) => {
+                    crate::metrics::introspection_shared(issuer, "hit");
+                    return decision::decide(&body, &inner.rules, unix_now())
+                        .map_err(Failure::Refused);
+                }
+                Ok(None) => crate::metrics::introspection_shared(issuer, "miss"),
+                Err(_) => crate::metrics::introspection_shared(issuer, "error"),
+            }
+        }
+        let body = self.call(token).await?;
+        let decided = decision::decide(&body, &inner.rules, unix_now());
+        let result = if decided.is_ok() {
+            "active"
+        } else {
+            "inactive"
+        };
+        crate::metrics::introspection_call(issuer, result);
+        if let Some((tier, shared_key)) = &shared {
+            let ttl = decided
+                .as_ref()
+                .map_or(inner.negative_ttl, |active| active.ttl);
+            // A failed write only costs other replicas a call of their own.
+            let _ = tier.put(shared_key, &body, ttl).await;
+        }
+        decided.map_err(Failure::Refused)
+    }
+
+    /// One upstream call for `token`, within the concurrency bound and the circuit: the
+    /// answer body, not yet decided.
+    async fn call(&self, token: &str) -> Result<Vec<u8>, Failure> {
         let inner = &*self.inner;
         let Ok(Ok(_permit)) =
             tokio::time::timeout(inner.client.http.timeout, inner.calls.acquire()).await
@@ -142,14 +190,7 @@ where
         match crate::trace::outbound("introspection", issuer, call).await {
             Ok(body) => {
                 ticket.succeeded();
-                let decided = decision::decide(&body, &inner.rules, unix_now());
-                let result = if decided.is_ok() {
-                    "active"
-                } else {
-                    "inactive"
-                };
-                crate::metrics::introspection_call(issuer, result);
-                decided.map_err(Failure::Refused)
+                Ok(body)
             }
             Err(_error) => {
                 // Only the request that makes the call logs its failure; the requests that
@@ -184,7 +225,11 @@ where
             // A cached answer gets no leeway: it never serves past the token's `exp`.
             return Authentication::Ready(still_valid(outcome, Duration::ZERO));
         }
-        if let Some(wait) = self.inner.breaker.closed_for(Instant::now()) {
+        // With a shared tier, an answer another replica holds can still be served while
+        // the endpoint is left alone; without one, the wait is answered at once.
+        if self.inner.shared.is_none()
+            && let Some(wait) = self.inner.breaker.closed_for(Instant::now())
+        {
             crate::metrics::introspection_call(issuer, "circuit_open");
             return Authentication::Ready(Err(unavailable(wait)));
         }
@@ -195,7 +240,7 @@ where
             let mut called = false;
             let call = async {
                 called = true;
-                this.call(&token).await
+                this.resolve(&token, &key).await
             };
             let outcome = this.inner.answers.get_with(key, call).await;
             if !called {
