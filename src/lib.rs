@@ -71,7 +71,7 @@
 //! | `aws-lc-rs` | yes | signature checks through aws-lc-rs |
 //! | `rust-crypto` | no | signature checks through RustCrypto (aws-lc-rs wins when both are on) |
 //! | `tonic` | no | gRPC rejections and per-method scopes |
-//! | `redis` | no | [`RedisStore`]: state shared by replicas in Redis or Valkey, e.g. the DPoP replay store [`store::RedisReplayStore`] |
+//! | `redis` | no | [`RedisStore`]: state shared by replicas in Redis or Valkey, the shared introspection cache [`store::RedisIntrospectionCache`] and DPoP replay store [`store::RedisReplayStore`] |
 //!
 //! # Security notes
 //!

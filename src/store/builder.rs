@@ -165,6 +165,7 @@ impl RedisStoreBuilder {
             .set_response_timeout(Some(self.timeout))
             // One attempt per reconnection: the back-off and the probes are the store's.
             .set_number_of_retries(0);
+        crate::metrics::redis_in_use(true);
         Ok(RedisStore {
             inner: Arc::new(Inner {
                 client,

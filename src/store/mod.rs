@@ -16,6 +16,10 @@
 //! # Ok::<(), portcullis::ConfigError>(())
 //! ```
 //!
+//! Two uses are built on it: [`RedisIntrospectionCache`] (feature `introspection`), the
+//! introspection cache tier the replicas share, and [`RedisReplayStore`], the DPoP replay
+//! store they share.
+//!
 //! One store (cheap to clone) serves every use in a process. It speaks to Redis through
 //! the [`redis`](https://docs.rs/redis) crate's connection manager: one multiplexed
 //! connection, remade after a failure. Each call is bounded by
@@ -42,6 +46,8 @@
 
 mod builder;
 mod health;
+#[cfg(feature = "introspection")]
+mod introspection;
 mod replay;
 mod seal;
 
@@ -49,6 +55,8 @@ pub use builder::{
     DEFAULT_KEY_PREFIX, DEFAULT_MAX_VALUE_BYTES, DEFAULT_REDIS_BACKOFF, DEFAULT_REDIS_TIMEOUT,
     RedisStoreBuilder,
 };
+#[cfg(feature = "introspection")]
+pub use introspection::RedisIntrospectionCache;
 pub use replay::RedisReplayStore;
 pub use seal::MIN_SHARED_KEY_LEN;
 
@@ -282,6 +290,11 @@ impl RedisStore {
     }
 
     fn report(&self, change: Option<Change>, _error: Option<&StoreError>) {
+        match change {
+            Some(Change::Left) => crate::metrics::redis_in_use(false),
+            Some(Change::Restored) => crate::metrics::redis_in_use(true),
+            None => return,
+        }
         #[cfg(feature = "tracing")]
         match change {
             Some(Change::Left) => tracing::warn!(
@@ -289,19 +302,30 @@ impl RedisStore {
                 url = %self.inner.shown_url,
                 error = _error.map(StoreError::reason).unwrap_or_default(),
                 backoff = ?self.inner.health.backoff(),
-                "Redis cannot be used: until a probe succeeds, shared DPoP replay checks \
-                 fail (503, or pass unchecked with dangerous_fail_open)"
+                "Redis cannot be used: until a probe succeeds, introspection answers are not \
+                 shared (each replica asks the endpoint) and shared DPoP replay checks fail \
+                 (503, or pass unchecked with dangerous_fail_open)"
             ),
             Some(Change::Restored) => tracing::info!(
                 target: "portcullis::redis",
                 url = %self.inner.shown_url,
-                "Redis is back: DPoP replay checks are shared again"
+                "Redis is back: introspection answers and DPoP replay checks are shared again"
             ),
             None => {}
         }
-        #[cfg(not(feature = "tracing"))]
-        let _ = change;
     }
+}
+
+/// `prefix` followed by the lower-case hex of `bytes`: the keys portcullis writes.
+fn hex_key(prefix: &str, bytes: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(prefix.len() + 2 * bytes.len());
+    out.push_str(prefix);
+    for b in bytes {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 0xf)]));
+    }
+    out
 }
 
 /// `ttl` in whole milliseconds, rounded up.

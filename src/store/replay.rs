@@ -3,7 +3,7 @@
 
 use std::{fmt, time::Duration};
 
-use super::RedisStore;
+use super::{RedisStore, hex_key};
 use crate::dpop::{Freshness, ReplayCheck, ReplayKey, ReplayStore, ReplayStoreError};
 
 /// A [`ReplayStore`] shared by the replicas through a [`RedisStore`].
@@ -68,23 +68,15 @@ impl RedisReplayStore {
     }
 }
 
-fn redis_key(key: &ReplayKey) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(5 + 64);
-    out.push_str("dpop:");
-    for b in key.as_bytes() {
-        out.push(char::from(HEX[usize::from(b >> 4)]));
-        out.push(char::from(HEX[usize::from(b & 0xf)]));
-    }
-    out
-}
-
 impl ReplayStore for RedisReplayStore {
     fn check_and_insert(&self, key: ReplayKey, ttl: Duration) -> ReplayCheck {
         let store = self.store.clone();
         let fail_open = self.fail_open;
         ReplayCheck::Pending(Box::pin(async move {
-            match store.insert_if_absent(&redis_key(&key), ttl).await {
+            match store
+                .insert_if_absent(&hex_key("dpop:", key.as_bytes()), ttl)
+                .await
+            {
                 Ok(true) => Ok(Freshness::First),
                 Ok(false) => Ok(Freshness::Replayed),
                 Err(_error) if fail_open => {
