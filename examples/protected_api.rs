@@ -69,8 +69,8 @@
 //!     --tenant 72f988bf-86f1-41af-91ab-2d7cd011db47
 //! ```
 //!
-//! Replicas behind a load balancer share their record of DPoP proofs through Redis with
-//! `--redis-url redis://host:6379/0` (built with
+//! Replicas behind a load balancer share their introspection answers and their record of
+//! DPoP proofs through Redis with `--redis-url redis://host:6379/0` (built with
 //! `--features redis`; every replica sets the same `PORTCULLIS_REDIS_SHARED_KEY`, at least
 //! 32 bytes).
 //!
@@ -198,6 +198,10 @@ async fn main() -> ExitCode {
                 .endpoint(&intro.url)
                 .client_credentials(&intro.client_id, &intro.client_secret)
                 .dangerous_accept_missing_audience(intro.accept_missing_aud);
+            let introspection = match &config.redis {
+                Some(store) => shared_introspection_cache(introspection, store),
+                None => introspection,
+            };
             let introspection = config
                 .audiences()
                 .fold(introspection, |b, audience| b.audience(audience))
@@ -416,6 +420,27 @@ fn shared_replay_store<A>(layer: BearerAuthLayer<A>, store: &SharedStore) -> Bea
 
 #[cfg(not(feature = "redis"))]
 fn shared_replay_store<A>(_layer: BearerAuthLayer<A>, store: &SharedStore) -> BearerAuthLayer<A> {
+    match *store {}
+}
+
+/// Introspection answers cached in Redis behind each replica's own cache: a token is
+/// introspected once for all replicas (each replica's own cache alone while Redis cannot
+/// answer).
+#[cfg(feature = "redis")]
+fn shared_introspection_cache(
+    builder: portcullis::IntrospectionBuilder,
+    store: &SharedStore,
+) -> portcullis::IntrospectionBuilder {
+    builder.shared_cache(portcullis::store::RedisIntrospectionCache::new(
+        store.clone(),
+    ))
+}
+
+#[cfg(not(feature = "redis"))]
+fn shared_introspection_cache(
+    _builder: portcullis::IntrospectionBuilder,
+    store: &SharedStore,
+) -> portcullis::IntrospectionBuilder {
     match *store {}
 }
 
@@ -734,8 +759,8 @@ const REDIS_URL: Opt = Opt {
     flag: "--redis-url",
     env: "PORTCULLIS_REDIS_URL",
     value: "URL",
-    help: "record DPoP proofs in Redis, shared with the other replicas \
-           (feature `redis`; shared key from PORTCULLIS_REDIS_SHARED_KEY)",
+    help: "share introspection answers and DPoP proofs seen with the other replicas \
+           through Redis (feature `redis`; shared key from PORTCULLIS_REDIS_SHARED_KEY)",
     many: false,
     default: None,
 };
