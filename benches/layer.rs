@@ -19,6 +19,12 @@
 //!   `jsonwebtoken::decode` and puts the claims in the extensions, as applications do.
 //! - `introspection`: one `JwtOrIntrospection` layer; `cached` is an opaque token whose
 //!   introspection answer is cached, `rs256_jwt` an RS256 JWT.
+//! - `introspection_tiers`: where an opaque token's answer comes from, each request through
+//!   a `BearerAuthLayer` over `Introspection`: `in_process` (the instance's own cache),
+//!   `endpoint_call` (an instance with an empty cache calls the loopback endpoint, over a
+//!   warm connection), and with `--features redis`, `redis_tier` (an instance with an empty
+//!   cache finds the answer in the shared tier of a `redis-server` on loopback, started by
+//!   the bench). A new instance is built for each request outside the timed section.
 //!
 //! Every variant runs under the same driver (`to_async` on a current-thread tokio runtime,
 //! `iter_batched` with the per-iteration input built outside the timed section).
@@ -699,6 +705,122 @@ fn introspection(c: &mut Criterion) {
     );
 }
 
+#[cfg(feature = "redis")]
+#[allow(dead_code)]
+#[path = "../tests/support/redis.rs"]
+mod redis_server;
+
+/// `introspection_tiers/*`: an opaque token answered from the instance's own cache, from the
+/// endpoint, and (feature `redis`) from the shared Redis tier.
+fn introspection_tiers(c: &mut Criterion) {
+    let rt = runtime();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let endpoint = rt.block_on(introspection_endpoint(Arc::clone(&calls)));
+    // One HTTP client for every instance, so calls reuse a warm loopback connection.
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("an HTTP client");
+    let builder = || {
+        Introspection::builder()
+            .issuer(ISSUER)
+            .endpoint(endpoint.clone())
+            .client_credentials("bench-api", "bench-secret")
+            .audience(AUDIENCE)
+            .cache_max_ttl(Duration::from_secs(3600))
+            .http_client(http.clone())
+    };
+    let ok = |req: Request<()>| async move {
+        let mut response = Response::new(());
+        if req.extensions().get::<Principal>().is_none() {
+            *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+        }
+        Ok::<_, Infallible>(response)
+    };
+    let fresh = |builder: portcullis::IntrospectionBuilder| {
+        let introspection = builder.build().expect("valid introspection configuration");
+        BearerAuthLayer::new(introspection).layer(service_fn(ok))
+    };
+    let opaque = HeaderValue::from_static("Bearer 2YotnFZFEjr1zCsicMWpAA");
+    let request = || {
+        let mut req = Request::new(());
+        req.headers_mut().insert(AUTHORIZATION, opaque.clone());
+        req
+    };
+    let send = |service: portcullis::BearerAuth<_, Introspection>| {
+        let response: Response<()> = rt.block_on(service.oneshot(request())).expect("infallible");
+        assert_eq!(response.status(), StatusCode::OK, "the opaque token");
+    };
+
+    let warm = fresh(builder());
+    send(warm.clone());
+    send(fresh(builder()));
+    assert_eq!(calls.load(Ordering::SeqCst), 2, "each new instance calls");
+
+    #[cfg(feature = "redis")]
+    let (_redis, shared) = {
+        let redis = redis_server::RedisServer::start();
+        let store = portcullis::store::RedisStore::builder()
+            .url(redis.url())
+            .shared_key(*b"bench shared key, 32 bytes long!")
+            .build()
+            .expect("valid store");
+        let shared = move || {
+            builder().shared_cache(portcullis::store::RedisIntrospectionCache::new(
+                store.clone(),
+            ))
+        };
+        let before = calls.load(Ordering::SeqCst);
+        send(fresh(shared()));
+        send(fresh(shared()));
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            before + 1,
+            "the second instance found the answer in Redis"
+        );
+        (redis, shared)
+    };
+
+    let mut group = c.benchmark_group("introspection_tiers");
+    group.bench_function("in_process", |b| {
+        b.to_async(&rt).iter_batched(
+            || (warm.clone(), request()),
+            |(service, req)| async move {
+                black_box(service.oneshot(req).await.expect("infallible"))
+            },
+            BatchSize::SmallInput,
+        );
+    });
+    group.bench_function("endpoint_call", |b| {
+        b.to_async(&rt).iter_batched(
+            || (fresh(builder()), request()),
+            |(service, req)| async move {
+                black_box(service.oneshot(req).await.expect("infallible"))
+            },
+            BatchSize::PerIteration,
+        );
+    });
+    #[cfg(feature = "redis")]
+    {
+        let before = calls.load(Ordering::SeqCst);
+        group.bench_function("redis_tier", |b| {
+            b.to_async(&rt).iter_batched(
+                || (fresh(shared()), request()),
+                |(service, req)| async move {
+                    black_box(service.oneshot(req).await.expect("infallible"))
+                },
+                BatchSize::PerIteration,
+            );
+        });
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            before,
+            "every redis_tier request was answered by Redis"
+        );
+    }
+    group.finish();
+}
+
 /// Serves an RFC 7662 endpoint on `127.0.0.1:0` answering `active: true`; returns its URL.
 async fn introspection_endpoint(calls: Arc<AtomicUsize>) -> String {
     let now = SystemTime::now()
@@ -909,5 +1031,14 @@ fn dpop(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, rs256, es256, eddsa, axum_peer, introspection, dpop);
+criterion_group!(
+    benches,
+    rs256,
+    es256,
+    eddsa,
+    axum_peer,
+    introspection,
+    introspection_tiers,
+    dpop
+);
 criterion_main!(benches);
