@@ -393,3 +393,67 @@ async fn during_an_outage_introspection_stays_correct_and_sharing_resumes() {
         "B used A's answer: sharing resumed"
     );
 }
+
+#[cfg(feature = "metrics")]
+#[tokio::test(flavor = "current_thread")]
+async fn shared_lookups_and_the_redis_mode_are_measured() {
+    use metrics_util::debugging::DebuggingRecorder;
+    use support::{
+        introspection::ISSUER,
+        metrics::{counter, gauge, values},
+    };
+
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _guard = metrics::set_default_local_recorder(&recorder);
+    let mut redis = RedisServer::start();
+    let endpoint = IntrospectionServer::start().await;
+    endpoint.answer("measured", active("grace", "read"));
+    let (a, store_a) = instance(&endpoint, &redis);
+    let (b, _) = instance(&endpoint, &redis);
+    assert_eq!(send(&a, "/me", "measured").await.status, StatusCode::OK);
+    assert_eq!(send(&b, "/me", "measured").await.status, StatusCode::OK);
+    let shared = "portcullis_introspection_shared_total";
+    let by = |result| [("issuer", ISSUER), ("result", result)];
+    let seen = values(&snapshotter);
+    assert_eq!(counter(&seen, shared, &by("miss")), 1, "A missed");
+    assert_eq!(counter(&seen, shared, &by("hit")), 1, "B found A's answer");
+    assert_eq!(
+        counter(&seen, "portcullis_introspection_calls_total", &by("active")),
+        1
+    );
+    assert_eq!(gauge(&seen, "portcullis_redis_in_use", &[]), 1.0);
+
+    redis.stop();
+    assert_eq!(
+        send(&a, "/me", "other").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert!(!store_a.in_use());
+    let seen = values(&snapshotter);
+    assert_eq!(counter(&seen, shared, &by("error")), 1);
+    assert_eq!(
+        gauge(&seen, "portcullis_redis_in_use", &[]),
+        0.0,
+        "Redis left"
+    );
+
+    redis.restart();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut probe = 0;
+    while !store_a.in_use() {
+        assert!(
+            Instant::now() < deadline,
+            "Redis not used again within 15 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        probe += 1;
+        let _ = send(&a, "/me", &format!("probe-{probe}")).await;
+    }
+    let seen = values(&snapshotter);
+    assert_eq!(
+        gauge(&seen, "portcullis_redis_in_use", &[]),
+        1.0,
+        "Redis back"
+    );
+}

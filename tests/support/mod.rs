@@ -3,6 +3,7 @@
 //! - [`idp`]: the real OpenID provider fixture (`tests/idp`), started per test.
 //! - [`issuer`]: test keys, token minting and an in-process issuer (discovery + JWKS).
 //! - [`introspection`]: an in-process RFC 7662 endpoint and the resource server under test.
+//! - [`metrics`]: what the debugging metrics recorder holds.
 //! - [`redis`]: a real `redis-server` on a loopback port, stoppable and restartable.
 //!
 //! Each test binary uses a different part of it.
@@ -12,4 +13,6 @@ pub mod dpop;
 pub mod idp;
 pub mod introspection;
 pub mod issuer;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 pub mod redis;
