@@ -262,71 +262,196 @@ impl Serialize for Scopes {
 
 /// The default claims type: the registered claims (RFC 7519 §4.1, RFC 9068 §2.2) and every
 /// other claim in [`extra`](Self::extra).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+///
+/// Deserialized in one pass over the JSON object: `aud` as a string or an array of strings,
+/// the dates as numbers (fractions truncated), a repeated registered claim refused.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 #[non_exhaustive]
 pub struct RegisteredClaims {
     /// `iss`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub iss: Option<String>,
     /// `sub`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub sub: Option<String>,
     /// `aud`, a string or an array in the token; always a list here.
-    #[serde(
-        default,
-        deserialize_with = "one_or_many",
-        skip_serializing_if = "Vec::is_empty"
-    )]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub aud: Vec<String>,
     /// `exp`, seconds since the Unix epoch.
-    #[serde(
-        default,
-        deserialize_with = "numeric_date",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub exp: Option<i64>,
     /// `nbf`, seconds since the Unix epoch.
-    #[serde(
-        default,
-        deserialize_with = "numeric_date",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub nbf: Option<i64>,
     /// `iat`, seconds since the Unix epoch.
-    #[serde(
-        default,
-        deserialize_with = "numeric_date",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub iat: Option<i64>,
     /// `jti`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub jti: Option<String>,
     /// `client_id` (RFC 9068, RFC 7662).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
     /// Every other claim, `scope`/`scp` included.
     #[serde(flatten)]
     pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
-fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum OneOrMany {
-        One(String),
-        Many(Vec<String>),
+impl<'de> Deserialize<'de> for RegisteredClaims {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(registered::ClaimsVisitor)
     }
-    Ok(match OneOrMany::deserialize(d)? {
-        OneOrMany::One(s) => vec![s],
-        OneOrMany::Many(v) => v,
-    })
 }
 
-fn numeric_date<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
-    let n = f64::deserialize(d)?;
-    // Fractional seconds are allowed by RFC 7519; they are truncated here.
-    Ok(Some(n as i64))
+/// The one-pass reading of [`RegisteredClaims`]: member names matched without allocating,
+/// other members read straight into `extra` (serde's `flatten` would buffer them all first).
+mod registered {
+    use std::fmt;
+
+    use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+
+    use super::RegisteredClaims;
+
+    enum Field {
+        Iss,
+        Sub,
+        Aud,
+        Exp,
+        Nbf,
+        Iat,
+        Jti,
+        ClientId,
+        Other(String),
+    }
+
+    struct FieldVisitor;
+
+    impl Visitor<'_> for FieldVisitor {
+        type Value = Field;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a claim name")
+        }
+
+        fn visit_str<E: de::Error>(self, name: &str) -> Result<Field, E> {
+            Ok(match name {
+                "iss" => Field::Iss,
+                "sub" => Field::Sub,
+                "aud" => Field::Aud,
+                "exp" => Field::Exp,
+                "nbf" => Field::Nbf,
+                "iat" => Field::Iat,
+                "jti" => Field::Jti,
+                "client_id" => Field::ClientId,
+                other => Field::Other(other.to_owned()),
+            })
+        }
+    }
+
+    impl<'de> Deserialize<'de> for Field {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_identifier(FieldVisitor)
+        }
+    }
+
+    /// `aud`: one string, or an array of strings.
+    struct Audience(Vec<String>);
+
+    impl<'de> Deserialize<'de> for Audience {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct AudienceVisitor;
+
+            impl<'de> Visitor<'de> for AudienceVisitor {
+                type Value = Audience;
+
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("a string or an array of strings")
+                }
+
+                fn visit_str<E: de::Error>(self, one: &str) -> Result<Audience, E> {
+                    Ok(Audience(vec![one.to_owned()]))
+                }
+
+                fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Audience, A::Error> {
+                    let mut all = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(16));
+                    while let Some(one) = seq.next_element()? {
+                        all.push(one);
+                    }
+                    Ok(Audience(all))
+                }
+            }
+
+            d.deserialize_any(AudienceVisitor)
+        }
+    }
+
+    /// Stores the next value in `slot`, refusing a second one.
+    fn once<'de, T, A>(
+        slot: &mut Option<T>,
+        map: &mut A,
+        name: &'static str,
+    ) -> Result<(), A::Error>
+    where
+        T: Deserialize<'de>,
+        A: MapAccess<'de>,
+    {
+        if slot.is_some() {
+            return Err(de::Error::duplicate_field(name));
+        }
+        *slot = Some(map.next_value()?);
+        Ok(())
+    }
+
+    /// A NumericDate in whole seconds: fractions truncated (RFC 7519 allows them).
+    fn date(seconds: Option<f64>) -> Option<i64> {
+        seconds.map(|s| s as i64)
+    }
+
+    pub(super) struct ClaimsVisitor;
+
+    impl<'de> Visitor<'de> for ClaimsVisitor {
+        type Value = RegisteredClaims;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JSON object of claims")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RegisteredClaims, A::Error> {
+            let (mut iss, mut sub, mut jti, mut client_id) = (None, None, None, None);
+            let (mut exp, mut nbf, mut iat) = (None::<f64>, None::<f64>, None::<f64>);
+            let mut aud: Option<Audience> = None;
+            let mut extra = serde_json::Map::new();
+            // `null` reads as absent for the string claims, as `Option` does.
+            while let Some(field) = map.next_key::<Field>()? {
+                match field {
+                    Field::Iss => once::<Option<String>, _>(&mut iss, &mut map, "iss")?,
+                    Field::Sub => once::<Option<String>, _>(&mut sub, &mut map, "sub")?,
+                    Field::Jti => once::<Option<String>, _>(&mut jti, &mut map, "jti")?,
+                    Field::ClientId => {
+                        once::<Option<String>, _>(&mut client_id, &mut map, "client_id")?
+                    }
+                    Field::Aud => once(&mut aud, &mut map, "aud")?,
+                    Field::Exp => once(&mut exp, &mut map, "exp")?,
+                    Field::Nbf => once(&mut nbf, &mut map, "nbf")?,
+                    Field::Iat => once(&mut iat, &mut map, "iat")?,
+                    Field::Other(name) => {
+                        extra.insert(name, map.next_value()?);
+                    }
+                }
+            }
+            Ok(RegisteredClaims {
+                iss: iss.flatten(),
+                sub: sub.flatten(),
+                aud: aud.map(|a| a.0).unwrap_or_default(),
+                exp: date(exp),
+                nbf: date(nbf),
+                iat: date(iat),
+                jti: jti.flatten(),
+                client_id: client_id.flatten(),
+                extra,
+            })
+        }
+    }
 }
 
 #[cfg(test)]

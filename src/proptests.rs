@@ -24,6 +24,7 @@ use crate::{
     error::{AuthError, ErrorKind},
     jwks::keys::{self, MAX_KIDLESS_CANDIDATES},
     jwt::header::{self as jose, TypPolicy},
+    principal::RegisteredClaims,
     rejection::HttpRejection,
     token::TokenSource,
 };
@@ -1261,6 +1262,78 @@ proptest! {
         let claim = scope_claim(named);
         if let Ok(view) = claims::parse(&bytes, &claim) {
             claims_agree_with_value(&bytes, &extracted(&view, &claim), named.then_some(ROLES));
+        }
+    }
+}
+
+/// `RegisteredClaims` as serde's derive reads it (the one-pass reading must agree).
+#[derive(serde::Deserialize)]
+struct DerivedRegistered {
+    #[serde(default)]
+    iss: Option<String>,
+    #[serde(default)]
+    sub: Option<String>,
+    #[serde(default, deserialize_with = "derived_aud")]
+    aud: Vec<String>,
+    #[serde(default, deserialize_with = "derived_date")]
+    exp: Option<i64>,
+    #[serde(default, deserialize_with = "derived_date")]
+    nbf: Option<i64>,
+    #[serde(default, deserialize_with = "derived_date")]
+    iat: Option<i64>,
+    #[serde(default)]
+    jti: Option<String>,
+    #[serde(default)]
+    client_id: Option<String>,
+    #[serde(flatten)]
+    extra: serde_json::Map<String, Value>,
+}
+
+fn derived_aud<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match serde::Deserialize::deserialize(d)? {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    })
+}
+
+fn derived_date<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    let n: f64 = serde::Deserialize::deserialize(d)?;
+    Ok(Some(n as i64))
+}
+
+fn from_derived(d: DerivedRegistered) -> RegisteredClaims {
+    RegisteredClaims {
+        iss: d.iss,
+        sub: d.sub,
+        aud: d.aud,
+        exp: d.exp,
+        nbf: d.nbf,
+        iat: d.iat,
+        jti: d.jti,
+        client_id: d.client_id,
+        extra: d.extra,
+    }
+}
+
+proptest! {
+    #![proptest_config(config(512))]
+
+    /// `RegisteredClaims`' one-pass reading gives what serde's derive gives, errors included.
+    #[test]
+    fn registered_claims_read_as_the_derive_reads(members in claims_doc()) {
+        let doc = object(&members);
+        let fast = serde_json::from_str::<RegisteredClaims>(&doc);
+        let derived = serde_json::from_str::<DerivedRegistered>(&doc).map(from_derived);
+        match (&fast, &derived) {
+            (Ok(fast), Ok(derived)) => prop_assert_eq!(fast, derived, "{}", doc),
+            (Err(_), Err(_)) => {}
+            _ => prop_assert!(false, "{doc}: one pass {fast:?}, derive {derived:?}"),
         }
     }
 }
