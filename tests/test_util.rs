@@ -88,7 +88,10 @@ async fn call(app: &Router, path: &str, token: &str) -> Answer {
 /// Asserts a 401 `invalid_token` refusal for `reason` (the server-side description).
 fn assert_invalid_token(answer: &Answer, reason: &str) {
     assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
-    let challenge = answer.challenge.as_deref().expect("a WWW-Authenticate header");
+    let challenge = answer
+        .challenge
+        .as_deref()
+        .expect("a WWW-Authenticate header");
     assert!(
         challenge.starts_with("Bearer ") && challenge.contains(r#"error="invalid_token""#),
         "challenge: {challenge}"
@@ -182,7 +185,11 @@ async fn token_header_and_default_claims_follow_rfc_9068() {
     assert_eq!(exp - iat, 3600);
     let jti = claims["jti"].as_str().expect("jti");
     let (_, other) = decode(&issuer.token().sign());
-    assert_ne!(other["jti"].as_str(), Some(jti), "each token has its own jti");
+    assert_ne!(
+        other["jti"].as_str(),
+        Some(jti),
+        "each token has its own jti"
+    );
 
     // A Jwt requiring RFC 9068's `typ` accepts it; a `typ` of `JWT` is then refused.
     let strict = issuer
@@ -201,7 +208,10 @@ async fn token_header_and_default_claims_follow_rfc_9068() {
         .typ(Some("JWT"))
         .sign();
     assert_eq!(decode(&plain).0["typ"], "JWT");
-    assert_eq!(call(&app, "/me", &plain).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        call(&app, "/me", &plain).await.status,
+        StatusCode::UNAUTHORIZED
+    );
 }
 
 #[tokio::test]
@@ -285,7 +295,10 @@ async fn future_not_before_is_refused() {
         .sign();
     let nbf = decode(&token).1["nbf"].as_i64().expect("nbf");
     assert!(nbf >= now() + 599);
-    assert_invalid_token(&call(&app, "/me", &token).await, "the token is not valid yet");
+    assert_invalid_token(
+        &call(&app, "/me", &token).await,
+        "the token is not valid yet",
+    );
 
     // An `nbf` in the past is fine.
     let token = issuer
@@ -461,7 +474,10 @@ async fn dropping_the_issuer_stops_its_server() {
     // An open keep-alive connection from a client, too.
     let client = reqwest::Client::new();
     let jwks_uri = issuer.jwks_uri().expect("served");
-    assert_eq!(client.get(&jwks_uri).send().await.expect("GET").status(), 200);
+    assert_eq!(
+        client.get(&jwks_uri).send().await.expect("GET").status(),
+        200
+    );
 
     drop(issuer);
     let deadline = tokio::time::Instant::now() + BOUND;

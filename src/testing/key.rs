@@ -130,7 +130,10 @@ mod tests {
 
     #[test]
     fn random_b64_is_random_and_bounded() {
-        assert_ne!(random_b64(16).expect("16 bytes"), random_b64(16).expect("16 bytes"));
+        assert_ne!(
+            random_b64(16).expect("16 bytes"),
+            random_b64(16).expect("16 bytes")
+        );
         assert_eq!(random_b64(9).expect("9 bytes").len(), 12);
         assert!(random_b64(33).is_err());
     }

@@ -255,7 +255,9 @@ impl TestIssuer {
         let mut published = Vec::with_capacity(current.published.len() + 1);
         published.push(Arc::clone(&new));
         published.extend(current.published.iter().cloned());
-        self.shared.keys.store(Arc::new(KeyRing::new(new, published)));
+        self.shared
+            .keys
+            .store(Arc::new(KeyRing::new(new, published)));
         Ok(())
     }
 
