@@ -62,30 +62,31 @@
 //! | `/jwks` | the JWK Set: public members only (`kty`, `crv`, `x`, `y`, `kid`, `use`, `alg`) |
 //!
 //! The server stops, and its open connections close, when the issuer is dropped. The issuer
-//! identifier is `http://127.0.0.1:<port>`; a [`Jwt`](crate::Jwt) accepts plain `http` for
-//! loopback hosts, so [`TestIssuer::jwt`] configures nothing a real issuer would not need
-//! (it is `Jwt::builder().issuer(issuer.issuer())`), and the keys go through discovery,
-//! fetching and caching exactly as in production.
+//! identifier is `http://127.0.0.1:<port>`; a [`Jwt`] accepts plain `http` for loopback
+//! hosts, so [`TestIssuer::jwt`] configures nothing a real issuer would not need (it is
+//! `Jwt::builder().issuer(issuer.issuer())`), and the keys go through discovery, fetching
+//! and caching exactly as in production.
 //!
 //! [`TestIssuer::without_server`] is the same issuer without the server: its JWK Set is
 //! handed to [`JwtBuilder::issuer_with_jwks`], no runtime or port needed.
 //!
 //! # Tokens
 //!
-//! [`TestIssuer::token`] mints an RFC 9068 access token: header `alg` `ES256`, `kid` of the
-//! current key, `typ` `at+jwt`; claims `iss` (the issuer), `iat` (now), `exp` (in one hour)
-//! and a random `jti`, plus whatever the [`TokenBuilder`] adds (`sub`, `aud`, `scope`, `nbf`,
-//! any other claim). There is no default audience: set the one the [`Jwt`](crate::Jwt)
-//! expects.
+//! [`TestIssuer::token`] mints a JWT access token in the shape of RFC 9068: header `alg`
+//! `ES256`, `kid` of the current key, `typ` `at+jwt`; claims `iss` (the issuer), `iat`
+//! (now), `exp` (in one hour) and a random `jti`, plus whatever the [`TokenBuilder`] adds
+//! (`sub`, `aud`, `scope`, `nbf`, any other claim such as `client_id`). There is no default
+//! audience: set the one the [`Jwt`] expects.
 //!
 //! # Key rotation
 //!
 //! [`TestIssuer::rotate_key`] signs with a new key from then on and keeps publishing the
-//! previous ones, as issuers do; [`TestIssuer::retire_old_keys`] publishes only the
-//! current key. A [`Jwt`](crate::Jwt) that already holds the keys fetches again for an
-//! unknown `kid` at most once per refresh cooldown (30 s by default): a test that rotates
-//! sets [`JwtBuilder::jwks_refresh_cooldown`] to zero, or calls
-//! [`Jwt::refresh`](crate::Jwt::refresh).
+//! previous ones, as issuers do; [`TestIssuer::retire_old_keys`] publishes only the current
+//! key. A [`Jwt`] that already holds the keys fetches them again at most once per refresh
+//! cooldown (30 s by default), for an unknown `kid` or a call of [`Jwt::refresh`], and
+//! otherwise when their TTL ends: a test that rotates sets
+//! [`JwtBuilder::jwks_refresh_cooldown`] to zero, so that a token signed by the new key is
+//! accepted at once and [`Jwt::refresh`] drops the retired keys at once.
 //!
 //! These helpers are for tests: the keys live in memory and the issuer speaks plain
 //! `http`. Nothing here is needed, or meant, in production.
@@ -262,7 +263,7 @@ impl TestIssuer {
     }
 
     /// Publishes only the current signing key from now on: tokens signed by earlier keys
-    /// stop verifying once a [`Jwt`](crate::Jwt) fetches the keys again.
+    /// stop verifying once a [`Jwt`] fetches the keys again.
     pub fn retire_old_keys(&self) {
         let _rotating = self
             .shared
