@@ -119,6 +119,13 @@ pub struct TestIssuer {
     server: Option<Server>,
 }
 
+// Tests may keep an issuer in a shared place and use it from any thread.
+const _: fn() = || {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<TestIssuer>();
+    send_sync::<TestIssuerError>();
+};
+
 /// What the issuer and its server share.
 struct Shared {
     issuer: String,
@@ -163,6 +170,9 @@ impl fmt::Debug for TestIssuer {
 impl TestIssuer {
     /// Generates a signing key and serves discovery and the JWK Set on `127.0.0.1` (a free
     /// port) from a task on the current Tokio runtime, until the issuer is dropped.
+    ///
+    /// The server is a task on the runtime that started it and also stops when that runtime
+    /// shuts down: with `#[tokio::test]` (one runtime per test), start one issuer per test.
     ///
     /// # Errors
     ///
