@@ -272,3 +272,153 @@ fn unix(at: SystemTime) -> i64 {
 fn seconds(duration: Duration) -> i64 {
     i64::try_from(duration.as_secs()).unwrap_or(i64::MAX)
 }
+
+#[cfg(test)]
+mod tests {
+    use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
+
+    use super::*;
+
+    fn claims_of(token: &str) -> Value {
+        let payload = token.split('.').nth(1).expect("a payload segment");
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).expect("base64url")).expect("JSON")
+    }
+
+    fn at(seconds: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(seconds)
+    }
+
+    #[test]
+    fn times_are_as_set_and_default_as_documented() {
+        let issuer = TestIssuer::without_server("https://issuer.test").expect("issuer");
+        // name, builder, then the expected `exp`, `iat` and `nbf`.
+        type Case<'a> = (
+            &'static str,
+            TokenBuilder<'a>,
+            Option<i64>,
+            Option<i64>,
+            Option<i64>,
+        );
+        let cases: [Case<'_>; 5] = [
+            (
+                "explicit times",
+                issuer
+                    .token()
+                    .issued_at(at(1_000))
+                    .not_before(at(1_100))
+                    .expires_at(at(2_000)),
+                Some(2_000),
+                Some(1_000),
+                Some(1_100),
+            ),
+            (
+                "past exp without iat: issued an hour before exp",
+                issuer.token().expires_at(at(50_000)),
+                Some(50_000),
+                Some(50_000 - DEFAULT_LIFETIME),
+                None,
+            ),
+            (
+                "a claim overrides the computed one",
+                issuer.token().expires_at(at(9_000)).claim("exp", 7),
+                Some(7),
+                Some(9_000 - DEFAULT_LIFETIME),
+                None,
+            ),
+            (
+                "before the epoch: negative",
+                issuer
+                    .token()
+                    .issued_at(UNIX_EPOCH - Duration::from_secs(5))
+                    .expires_at(at(1)),
+                Some(1),
+                Some(-5),
+                None,
+            ),
+            (
+                "a date in 2100",
+                issuer
+                    .token()
+                    .issued_at(at(0))
+                    .expires_at(at(4_102_444_800)),
+                Some(4_102_444_800),
+                Some(0),
+                None,
+            ),
+        ];
+        for (name, builder, exp, iat, nbf) in cases {
+            let claims = claims_of(&builder.sign());
+            assert_eq!(claims["exp"].as_i64(), exp, "{name}");
+            assert_eq!(claims["iat"].as_i64(), iat, "{name}");
+            assert_eq!(claims["nbf"].as_i64(), nbf, "{name}");
+        }
+
+        let before = now();
+        let claims = claims_of(
+            &issuer
+                .token()
+                .expires_in(Duration::from_secs(90))
+                .not_before_in(Duration::from_secs(30))
+                .sign(),
+        );
+        let after = now();
+        let exp = claims["exp"].as_i64().expect("exp");
+        let nbf = claims["nbf"].as_i64().expect("nbf");
+        let iat = claims["iat"].as_i64().expect("iat");
+        assert!((before + 90..=after + 90).contains(&exp));
+        assert!((before + 30..=after + 30).contains(&nbf));
+        assert!((before..=after).contains(&iat));
+    }
+
+    #[test]
+    fn scopes_and_audiences_take_their_json_shapes() {
+        let issuer = TestIssuer::without_server("https://issuer.test").expect("issuer");
+        let claims = claims_of(
+            &issuer
+                .token()
+                .audience("first")
+                .audiences(["a", "b"])
+                .scopes(vec!["read".to_owned(), "write".to_owned()])
+                .sign(),
+        );
+        assert_eq!(claims["aud"], serde_json::json!(["a", "b"]));
+        assert_eq!(claims["scope"], "read write");
+
+        let claims = claims_of(
+            &issuer
+                .token()
+                .audiences(["a"])
+                .audience("only")
+                .scopes(["x"])
+                .scopes(Vec::<&str>::new())
+                .sign(),
+        );
+        assert_eq!(claims["aud"], "only");
+        assert!(
+            claims.get("scope").is_none(),
+            "an empty list leaves scope out"
+        );
+        assert!(claims.get("sub").is_none());
+        assert_eq!(claims["iss"], "https://issuer.test");
+    }
+
+    #[test]
+    fn typ_can_be_changed_or_left_out() {
+        let issuer = TestIssuer::without_server("https://issuer.test").expect("issuer");
+        let header = |token: String| -> Value {
+            let segment = token
+                .split('.')
+                .next()
+                .expect("a header segment")
+                .to_owned();
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(segment).expect("base64url"))
+                .expect("JSON")
+        };
+        assert_eq!(header(issuer.token().sign())["typ"], "at+jwt");
+        assert_eq!(
+            header(issuer.token().typ(Some("application/at+jwt")).sign())["typ"],
+            "application/at+jwt"
+        );
+        assert!(header(issuer.token().typ(None).sign()).get("typ").is_none());
+    }
+}
