@@ -72,6 +72,7 @@
 //! | `rust-crypto` | no | signature checks through RustCrypto (aws-lc-rs wins when both are on) |
 //! | `tonic` | no | gRPC rejections and per-method scopes |
 //! | `redis` | no | [`RedisStore`]: state shared by replicas in Redis or Valkey, the shared introspection cache [`store::RedisIntrospectionCache`] and DPoP replay store [`store::RedisReplayStore`] |
+//! | `test-util` | no | [`testing::TestIssuer`]: a local issuer on loopback that mints tokens, for an application's own tests |
 //!
 //! # Security notes
 //!
@@ -162,6 +163,8 @@ pub mod grpc;
 pub mod introspect;
 #[cfg(feature = "redis")]
 pub mod store;
+#[cfg(feature = "test-util")]
+pub mod testing;
 
 pub use alg::Algorithm;
 pub use authenticate::{Authenticate, Authentication, PendingAuthentication};
