@@ -782,7 +782,8 @@ async fn a_token_without_kid_from_a_key_not_yet_fetched_refetches_once() {
     let old = TestKey::rsa_a().with_kid("old");
     let server = IssuerServer::start(jwks(&[&old])).await;
     let app = app(with_jwks_uri(&server)
-        .jwks_refresh_cooldown(Duration::from_millis(100))
+        // Long enough for five slow (debug, RustCrypto) forged requests to fit in one.
+        .jwks_refresh_cooldown(Duration::from_secs(1))
         .build()
         .expect("config"));
     let kidless = |key: &TestKey| kidless_token(&server, key, "user-1");
@@ -793,13 +794,14 @@ async fn a_token_without_kid_from_a_key_not_yet_fetched_refetches_once() {
     // The issuer starts signing with a new RSA key, without `kid`.
     let new = TestKey::rsa_b().with_kid("new");
     server.set_jwks(jwks(&[&old, &new]));
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     let answer = call(&app, "/me", Some(&kidless(&new))).await;
     assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.error);
     assert_eq!(server.jwks_hits(), 2, "one refetch found the new key");
 
     // A forged kid-less token refetches at most once per cooldown, not once per request.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let started = std::time::Instant::now();
     let mut forged = kidless(&new);
     forged.truncate(forged.len() - 4);
     forged.push_str("AAAA");
@@ -807,6 +809,10 @@ async fn a_token_without_kid_from_a_key_not_yet_fetched_refetches_once() {
         let answer = call(&app, "/me", Some(&forged)).await;
         assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
     }
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "the five requests took longer than the cooldown; the count below would not hold"
+    );
     assert_eq!(server.jwks_hits(), 3, "one refetch for five forged tokens");
 }
 
