@@ -81,6 +81,11 @@ impl<C> Principal<C> {
         &self.inner.issuer
     }
 
+    /// The issuer, shared.
+    pub(crate) fn issuer_shared(&self) -> &Arc<str> {
+        &self.inner.issuer
+    }
+
     /// The `sub` claim, when the token has one.
     pub fn subject(&self) -> Option<&str> {
         self.inner.subject.as_deref()

@@ -63,7 +63,7 @@ impl Config {
         if let Some(policy) = &self.required {
             policy.check(principal.scopes())?;
         }
-        crate::metrics::accepted(principal.issuer());
+        crate::metrics::accepted(principal.issuer_shared());
         span.record(Ok(principal.issuer()));
         let extensions = req.extensions_mut();
         extensions.insert(principal.scopes().clone());
