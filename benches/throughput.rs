@@ -3,7 +3,8 @@
 //! Throughput: an axum 0.8 server on `127.0.0.1:0`, on a tokio runtime with 1 and then 2
 //! worker threads, answers `GET /` with `200`. A small load generator in the same process
 //! (one thread of its own, [`CONNECTIONS`] keep-alive connections, a fixed number of
-//! requests, only to that loopback address) sends:
+//! requests, only to that loopback address) sends, in [`ROUNDS`] rounds that each run every
+//! variant once (the order rotating), the ratios taken within each round:
 //!
 //! - `no_auth`: no middleware, the same `Authorization` header all the same;
 //! - `repeated`: `BearerAuthLayer` with the defaults, one RS256 token on every request
@@ -190,7 +191,11 @@ fn routes() -> Router {
     Router::new().route("/", get(|| async { StatusCode::OK }))
 }
 
-fn throughput(requests: usize) {
+/// Rounds per worker count; each round runs every variant once, in a rotating order, so
+/// that the ratios compare runs made under the same conditions.
+const ROUNDS: usize = 5;
+
+fn throughput(requests: usize, rounds: usize) {
     let signer = Signer::new(
         jsonwebtoken::Algorithm::RS256,
         include_bytes!("../tests/keys/rsa-a.pem"),
@@ -198,32 +203,55 @@ fn throughput(requests: usize) {
     );
     let one = signer.tokens(1).remove(0);
     let distinct = signer.tokens(requests);
+    let variants = ["no_auth", "repeated", "distinct"];
     for workers in [1, 2] {
-        let mut rps = Vec::new();
-        for variant in ["no_auth", "repeated", "distinct"] {
-            // A new authenticator per run: every distinct token is a first request.
-            let app = match variant {
-                "no_auth" => routes(),
-                _ => routes().layer(BearerAuthLayer::new(signer.jwt().build().expect("jwt"))),
-            };
-            let (addr, server) = serve(workers, app);
-            let batch: Vec<Vec<u8>> = match variant {
-                "distinct" => distinct.iter().map(|t| raw_request(t)).collect(),
-                _ => (0..requests).map(|_| raw_request(&one)).collect(),
-            };
-            // A short warm-up (connections, allocator) with the same kind of request.
-            load(addr, batch.iter().take(requests / 20).cloned().collect());
-            let rate = load(addr, batch);
-            println!("throughput/{workers}w/{variant:<9} {rate:>9.0} requests/s");
-            rps.push(rate);
-            server.shutdown_timeout(Duration::from_secs(1));
+        let mut rates = vec![Vec::new(); variants.len()];
+        let mut ratios = (Vec::new(), Vec::new());
+        for round in 0..rounds {
+            let mut rps = [0.0; 3];
+            for step in 0..variants.len() {
+                let index = (round + step) % variants.len();
+                // A new server and authenticator per run: every distinct token is a first
+                // request.
+                let app = match index {
+                    0 => routes(),
+                    _ => routes().layer(BearerAuthLayer::new(signer.jwt().build().expect("jwt"))),
+                };
+                let (addr, server) = serve(workers, app);
+                let batch: Vec<Vec<u8>> = match index {
+                    2 => distinct.iter().map(|t| raw_request(t)).collect(),
+                    _ => (0..requests).map(|_| raw_request(&one)).collect(),
+                };
+                // A short warm-up (connections, allocator) with the repeated token, which
+                // leaves the distinct ones unseen.
+                load(
+                    addr,
+                    (0..requests / 20).map(|_| raw_request(&one)).collect(),
+                );
+                rps[index] = load(addr, batch);
+                rates[index].push(rps[index]);
+                server.shutdown_timeout(Duration::from_secs(1));
+            }
+            ratios.0.push(rps[1] / rps[0]);
+            ratios.1.push(rps[2] / rps[0]);
+        }
+        for (variant, rates) in variants.iter().zip(&mut rates) {
+            println!(
+                "throughput/{workers}w/{variant:<9} {:>9.0} requests/s (median of {rounds})",
+                median(rates)
+            );
         }
         println!(
-            "throughput/{workers}w  repeated / no_auth {:.3}, distinct / no_auth {:.3}",
-            rps[1] / rps[0],
-            rps[2] / rps[0]
+            "throughput/{workers}w  repeated / no_auth {:.3}, distinct / no_auth {:.3} (medians of the per-round ratios)",
+            median(&mut ratios.0),
+            median(&mut ratios.1)
         );
     }
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 /// Resident set size of this process, in bytes (Linux).
@@ -299,11 +327,11 @@ fn mib(bytes: u64) -> f64 {
 
 fn main() {
     let bench = std::env::args().any(|a| a == "--bench");
-    let (requests, tokens) = if bench {
-        (10_000, 100_000)
+    let (requests, rounds, tokens) = if bench {
+        (10_000, ROUNDS, 100_000)
     } else {
-        (200, 1_000)
+        (200, 1, 1_000)
     };
-    throughput(requests);
+    throughput(requests, rounds);
     memory(tokens);
 }
