@@ -379,20 +379,30 @@ where
     /// # Errors
     ///
     /// [`ErrorKind::Unavailable`](crate::ErrorKind::Unavailable) when any issuer still has no
-    /// usable keys afterwards; the others are warmed all the same.
+    /// usable keys afterwards; the others are warmed all the same. Its `Display` names each
+    /// such issuer (URL redacted) with the cause of its last failure (unreachable, timed out,
+    /// an unexpected status, too large, a malformed discovery document or JWK Set, ...).
     pub async fn refresh(&self) -> Result<(), AuthError> {
         let fetching = || self.inner.issuers.iter().filter(|c| c.fetches_keys());
         futures_util::future::join_all(fetching().map(|cache| cache.refresh())).await;
         let now = Instant::now();
-        if fetching()
-            .any(|cache| matches!(cache.current(now), Keys::MustRefresh | Keys::Unavailable(_)))
-        {
-            return Err(AuthError::unavailable(
-                "the issuer's keys cannot be fetched",
-                self.inner.cooldown,
-            ));
+        let mut failed = fetching()
+            .filter(|cache| matches!(cache.current(now), Keys::MustRefresh | Keys::Unavailable(_)))
+            .peekable();
+        if failed.peek().is_none() {
+            return Ok(());
         }
-        Ok(())
+        let mut detail = String::new();
+        for cache in failed {
+            if !detail.is_empty() {
+                detail.push_str("; ");
+            }
+            cache.describe_failure(now, &mut detail);
+        }
+        Err(
+            AuthError::unavailable("the issuer's keys cannot be fetched", self.inner.cooldown)
+                .with_detail(detail),
+        )
     }
 }
 
