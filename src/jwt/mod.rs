@@ -312,7 +312,8 @@ where
             claims,
             view.cnf,
         )
-        .with_authorities(authorities);
+        .with_authorities(authorities)
+        .with_key_id(verified_by.kid.as_ref());
         // Tokens of a tenant template are not remembered: their keys live in per-tenant
         // caches the entry could not be checked against.
         if let (Some(verified), Some(digest), false) = (&self.verified, digest, templated) {
