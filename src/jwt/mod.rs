@@ -340,6 +340,7 @@ where
         digest: &cache::TokenDigest,
     ) -> Result<Option<Principal<C>>, AuthError> {
         let Some(hit) = verified.get(digest) else {
+            crate::metrics::token_cache(false);
             return Ok(None);
         };
         let times = claims::ClaimsView {
@@ -348,13 +349,20 @@ where
             iat: hit.iat,
             ..Default::default()
         };
-        // The same rule, on the same values, as for a token seen the first time.
-        self.inner.time.check(&times, unix_now(), true)?;
+        // The same rule, on the same values, as for a token seen the first time: the cache
+        // answered (a rejection), which counts as a hit.
+        self.inner
+            .time
+            .check(&times, unix_now(), true)
+            .inspect_err(|_| {
+                crate::metrics::token_cache(true);
+            })?;
         let key_present = self.inner.issuers[..self.inner.exact]
             .get(hit.issuer)
             .is_some_and(|cache| {
                 matches!(cache.current(Instant::now()), Keys::Ready { keys, .. } if keys.has_key(hit.key))
             });
+        crate::metrics::token_cache(key_present);
         if key_present {
             Ok(Some(hit.principal))
         } else {
