@@ -335,6 +335,22 @@ mod tests {
     }
 
     #[test]
+    fn a_detail_shows_in_display_but_never_in_what_a_caller_is_told() {
+        let plain = AuthError::unavailable("the issuer's keys cannot be fetched", Duration::ZERO);
+        let detailed = plain
+            .clone()
+            .with_detail("issuer `https://a.example`: timed out".to_owned());
+        assert_eq!(plain.to_string(), "the issuer's keys cannot be fetched");
+        assert_eq!(
+            detailed.to_string(),
+            "the issuer's keys cannot be fetched (issuer `https://a.example`: timed out)"
+        );
+        assert_eq!(detailed.description(), plain.description());
+        assert_eq!(detailed.public_description(), plain.public_description());
+        assert_ne!(detailed, plain);
+    }
+
+    #[test]
     fn retry_after_is_at_least_one_second() {
         let e = AuthError::unavailable("down", Duration::from_millis(10));
         assert_eq!(e.retry_after(), Some(Duration::from_secs(1)));
