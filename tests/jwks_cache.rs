@@ -886,6 +886,34 @@ async fn a_failed_warm_up_names_each_failing_issuer_and_why() {
 }
 
 #[tokio::test]
+async fn a_failed_warm_up_shows_issuer_urls_redacted() {
+    let key = TestKey::rsa_a();
+    let failing = IssuerServer::start(jwks(&[&key])).await;
+    failing.set_mode(JwksMode::Fail);
+    // An issuer identifier carrying credentials: they never reach the message.
+    let port = failing.issuer().rsplit(':').next().expect("a port");
+    let issuer = format!("http://user:s3cret@127.0.0.1:{port}");
+    let jwt = Jwt::builder()
+        .issuer_with_jwks_uri(&issuer, failing.jwks_uri())
+        .audience(AUDIENCE)
+        .http_timeout(Duration::from_secs(2))
+        .build()
+        .expect("config");
+
+    let message = jwt.refresh().await.expect_err("failing").to_string();
+    assert!(
+        message.contains(&format!(
+            "issuer `http://***@127.0.0.1:{port}/`: unexpected status 500"
+        )),
+        "{message}"
+    );
+    assert!(
+        !message.contains("s3cret") && !message.contains("user:"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
 async fn each_issuer_has_its_own_keys_and_cache() {
     let key_a = TestKey::rsa_a().with_kid("shared-kid");
     let key_b = TestKey::ec_p256().with_kid("shared-kid");
