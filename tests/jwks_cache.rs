@@ -911,6 +911,17 @@ async fn a_failed_warm_up_shows_issuer_urls_redacted() {
         !message.contains("s3cret") && !message.contains("user:"),
         "{message}"
     );
+    // The same for the bounded warm-up's error.
+    let not_ready = jwt
+        .warm_up(Duration::ZERO)
+        .await
+        .expect_err("failing")
+        .to_string();
+    assert!(
+        not_ready.contains(&format!("issuer `http://***@127.0.0.1:{port}/`")),
+        "{not_ready}"
+    );
+    assert!(!not_ready.contains("s3cret"), "{not_ready}");
 }
 
 #[tokio::test]
