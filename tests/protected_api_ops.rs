@@ -11,14 +11,14 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use axum::{Json, Router, extract::State, routing};
 use reqwest::{Client, StatusCode, header};
-use serde_json::Value;
+use serde_json::{Value, json};
 use support::{
     example::ExampleServer,
-    issuer::{
-        AUDIENCE, IssuerServer, JwksMode, TestKey, closed_port_url, default_claims, jwks, mint,
-    },
+    issuer::{AUDIENCE, TestKey, closed_port_url, default_claims, jwks, mint},
 };
+use tokio::sync::watch;
 
 /// Longest wait for one HTTP answer.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -31,6 +31,49 @@ fn client() -> Client {
         .no_proxy()
         .build()
         .expect("client")
+}
+
+/// An issuer on 127.0.0.1 (OpenID discovery + JWKS) whose JWKS endpoint holds every answer
+/// until the gate is opened (`send(true)`), so the test sees the example before its keys
+/// load whatever the machine's speed. Returns the issuer identifier and the gate.
+async fn gated_issuer(jwks: String) -> (String, watch::Sender<bool>) {
+    #[derive(Clone)]
+    struct Issuer {
+        base: String,
+        jwks: String,
+        gate: watch::Receiver<bool>,
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind 127.0.0.1:0");
+    let base = format!("http://{}", listener.local_addr().expect("address"));
+    let (open, gate) = watch::channel(false);
+    let state = Issuer {
+        base: base.clone(),
+        jwks,
+        gate,
+    };
+    let app = Router::new()
+        .route(
+            "/.well-known/openid-configuration",
+            routing::get(|State(issuer): State<Issuer>| async move {
+                Json(json!({
+                    "issuer": issuer.base,
+                    "jwks_uri": format!("{}/jwks", issuer.base),
+                }))
+            }),
+        )
+        .route(
+            "/jwks",
+            routing::get(|State(mut issuer): State<Issuer>| async move {
+                // Closed for good (sender gone) counts as open.
+                let _ = issuer.gate.wait_for(|open| *open).await;
+                ([(header::CONTENT_TYPE, "application/json")], issuer.jwks)
+            }),
+        )
+        .with_state(state);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (base, open)
 }
 
 /// `GET url`, with a bearer token if given: the status and the body.
@@ -107,15 +150,9 @@ fn requests_total(text: &str, labels: &[(&str, &str)]) -> Option<f64> {
 #[tokio::test]
 async fn ready_turns_200_once_the_keys_load_and_metrics_count_each_outcome() {
     let key = TestKey::rsa_a();
-    let issuer = IssuerServer::start(jwks(&[&key])).await;
-    // The first key fetch takes a while: the example serves meanwhile, not ready yet.
-    issuer.set_mode(JwksMode::Delay(Duration::from_secs(3)));
-    let example = ExampleServer::start(
-        issuer.issuer(),
-        AUDIENCE,
-        &["--metrics-addr", "127.0.0.1:0"],
-    )
-    .await;
+    // The example's first key fetch waits at the gate: it serves meanwhile, not ready yet.
+    let (issuer, gate) = gated_issuer(jwks(&[&key])).await;
+    let example = ExampleServer::start(&issuer, AUDIENCE, &["--metrics-addr", "127.0.0.1:0"]).await;
     let http = client();
     let context = || format!("--- example stderr ---\n{}", example.stderr());
 
@@ -131,16 +168,16 @@ async fn ready_turns_200_once_the_keys_load_and_metrics_count_each_outcome() {
         body["reason"].as_str().is_some_and(|r| !r.is_empty()),
         "a reason: {body}"
     );
-    assert_eq!(body["issuers"][0]["issuer"], issuer.issuer(), "{body}");
+    assert_eq!(body["issuers"][0]["issuer"], issuer.as_str(), "{body}");
     assert_eq!(body["issuers"].as_array().map(Vec::len), Some(1), "{body}");
 
-    issuer.set_mode(JwksMode::Normal);
+    gate.send(true).expect("the issuer is up");
     let (_, body) = ready_until(&http, &example, "200", |status, _| status == StatusCode::OK).await;
     assert_eq!(body["ready"], true, "{body}");
 
     // One accepted and one rejected request through the auth layer.
     let me = format!("{}/me", example.url);
-    let token = mint(&key, default_claims(issuer.issuer(), AUDIENCE));
+    let token = mint(&key, default_claims(&issuer, AUDIENCE));
     let (status, body) = get(&http, &me, Some(&token)).await;
     assert_eq!(status, StatusCode::OK, "{body}\n{}", context());
     let forged = format!("{}AAAA", &token[..token.len() - 4]);
@@ -150,7 +187,7 @@ async fn ready_turns_200_once_the_keys_load_and_metrics_count_each_outcome() {
     let (status, text) = get(&http, &metrics_url(&example), None).await;
     assert_eq!(status, StatusCode::OK, "{text}");
     assert_eq!(
-        requests_total(&text, &[("outcome", "ok"), ("issuer", issuer.issuer())]),
+        requests_total(&text, &[("outcome", "ok"), ("issuer", &issuer)]),
         Some(1.0),
         "{text}"
     );
