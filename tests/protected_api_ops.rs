@@ -170,6 +170,10 @@ async fn ready_turns_200_once_the_keys_load_and_metrics_count_each_outcome() {
     );
     assert_eq!(body["issuers"][0]["issuer"], issuer.as_str(), "{body}");
     assert_eq!(body["issuers"].as_array().map(Vec::len), Some(1), "{body}");
+    assert!(
+        body["issuers"][0]["error"].is_null(),
+        "no fetch has failed yet: {body}"
+    );
 
     gate.send(true).expect("the issuer is up");
     let (_, body) = ready_until(&http, &example, "200", |status, _| status == StatusCode::OK).await;
