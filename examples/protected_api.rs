@@ -8,7 +8,7 @@
 //! | route | needs |
 //! |---|---|
 //! | `GET /health` | nothing (outside the auth layer) |
-//! | `GET /ready` | nothing; `200` when every issuer has keys, else `503` with a JSON reason |
+//! | `GET /ready` | nothing; `200` when every issuer has keys, else `503` with a JSON reason (the keys are fetched in the background from start-up) |
 //! | `GET /me` | any valid token; answers its subject, scopes and claims |
 //! | `GET /items` | scope `read` |
 //! | `POST /items` | scope `write`; body `{"name": "…"}`, answers `201` |
@@ -309,12 +309,17 @@ where
 
     let listener = tokio::net::TcpListener::bind(&config.addr).await?;
 
-    // Warm-up: fetch the issuers' keys before the first request, retrying for a few
-    // seconds. A failure is not fatal: `/ready` says so, requests get `503` while the keys
-    // are missing, and portcullis retries on its own.
-    if let Err(error) = jwt.warm_up(Duration::from_secs(10)).await {
-        tracing::warn!(%error, "starting without the issuers' keys");
-    }
+    // Warm-up in the background: fetch the issuers' keys, retrying for a few seconds, while
+    // the API already serves. `/ready` answers `503` until the keys are in (what a readiness
+    // probe waits for); a request that comes first waits for the same fetch. A failure is
+    // not fatal: `/ready` says why, requests get `503` while the keys are missing, and
+    // portcullis retries on its own.
+    let warming = jwt.clone();
+    tokio::spawn(async move {
+        if let Err(error) = warming.warm_up(Duration::from_secs(10)).await {
+            tracing::warn!(%error, "serving without the issuers' keys");
+        }
+    });
 
     println!("listening on http://{}", listener.local_addr()?);
     axum::serve(listener, app)

@@ -90,6 +90,10 @@ pub(crate) struct DpopChallenge {
 /// layers outside the auth layer can see why a request was turned away. Its description is
 /// fixed text chosen by portcullis: it never contains the token, a claim value or a secret,
 /// and what the caller sees of it is [`AuthError::public_description`].
+///
+/// The error of [`Jwt::refresh`](crate::Jwt::refresh), which no caller is sent, says more in
+/// its `Display`: each issuer still without keys (its URL redacted) and the cause of its last
+/// fetch failure.
 #[derive(Clone, PartialEq, Eq)]
 pub struct AuthError {
     kind: ErrorKind,
@@ -98,6 +102,9 @@ pub struct AuthError {
     retry_after: Option<Duration>,
     step_up: Option<Arc<StepUpDetail>>,
     dpop: Option<Arc<DpopChallenge>>,
+    /// Operator-facing detail beyond the fixed description (which issuer, which cause), for
+    /// errors no caller is ever sent (a warm-up's); shown by `Display`, never to a client.
+    detail: Option<Arc<String>>,
 }
 
 /// What an `insufficient_user_authentication` error asks of the user (RFC 9470 §3).
@@ -119,6 +126,7 @@ impl AuthError {
             retry_after: None,
             step_up: None,
             dpop: None,
+            detail: None,
         }
     }
 
@@ -232,6 +240,13 @@ impl AuthError {
         self.dpop.as_deref()
     }
 
+    /// Adds an operator-facing detail (secret-free: configured issuers, fetch causes) that
+    /// `Display` appends; the client-facing descriptions stay fixed.
+    pub(crate) fn with_detail(mut self, detail: String) -> Self {
+        self.detail = Some(Arc::new(detail));
+        self
+    }
+
     pub(crate) fn with_dpop_challenge(mut self, challenge: DpopChallenge) -> Self {
         self.dpop = Some(Arc::new(challenge));
         self
@@ -247,6 +262,7 @@ impl fmt::Debug for AuthError {
             .field("retry_after", &self.retry_after)
             .field("step_up", &self.step_up)
             .field("dpop", &self.dpop)
+            .field("detail", &self.detail)
             .finish()
     }
 }
@@ -254,8 +270,12 @@ impl fmt::Debug for AuthError {
 impl fmt::Display for AuthError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.kind.error_code() {
-            Some(code) => write!(f, "{code}: {}", self.description),
-            None => f.write_str(self.description),
+            Some(code) => write!(f, "{code}: {}", self.description)?,
+            None => f.write_str(self.description)?,
+        }
+        match &self.detail {
+            Some(detail) => write!(f, " ({detail})"),
+            None => Ok(()),
         }
     }
 }
@@ -312,6 +332,22 @@ mod tests {
             assert_eq!(kind.status().as_u16(), status, "{kind:?}");
             assert_eq!(kind.error_code(), code, "{kind:?}");
         }
+    }
+
+    #[test]
+    fn a_detail_shows_in_display_but_never_in_what_a_caller_is_told() {
+        let plain = AuthError::unavailable("the issuer's keys cannot be fetched", Duration::ZERO);
+        let detailed = plain
+            .clone()
+            .with_detail("issuer `https://a.example`: timed out".to_owned());
+        assert_eq!(plain.to_string(), "the issuer's keys cannot be fetched");
+        assert_eq!(
+            detailed.to_string(),
+            "the issuer's keys cannot be fetched (issuer `https://a.example`: timed out)"
+        );
+        assert_eq!(detailed.description(), plain.description());
+        assert_eq!(detailed.public_description(), plain.public_description());
+        assert_ne!(detailed, plain);
     }
 
     #[test]

@@ -66,7 +66,7 @@
 //! |---|---|---|
 //! | `axum` | yes | extractors for [`Principal`], [`Scopes`] and [`Authorities`] |
 //! | `introspection` | yes | RFC 7662 introspection for opaque tokens |
-//! | `tracing` | yes | rejections at DEBUG (`portcullis::rejection`), issuer failures at WARN |
+//! | `tracing` | yes | an `authenticate` span per request (`outcome`; `issuer` and the verifying key's `kid` once accepted) with JWKS/introspection calls as child spans; rejections at DEBUG (`portcullis::rejection`), issuer failures at WARN |
 //! | `metrics` | yes | counters, gauges and a histogram through the `metrics` facade (names in the README) |
 //! | `aws-lc-rs` | yes | signature checks through aws-lc-rs |
 //! | `rust-crypto` | no | signature checks through RustCrypto (aws-lc-rs wins when both are on) |

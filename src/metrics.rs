@@ -19,6 +19,8 @@
 //! | `portcullis_introspection_cache_evictions_total` | counter | `space` (`active`, `refused`) |
 //! | `portcullis_introspection_shared_total` | counter | `issuer`, `result` (`hit`, `miss`, `error`): lookups in the shared tier |
 //! | `portcullis_redis_in_use` | gauge (0/1) | — (1 while Redis is used, 0 while it is left after a failure) |
+//! | `portcullis_token_cache_total` | counter | `result` (`hit`: answered from the verified-token cache; `miss`: validated in full) |
+//! | `portcullis_token_cache_evictions_total` | counter | — (entries evicted for room; expired ones are not counted) |
 
 #![cfg_attr(not(feature = "metrics"), allow(unused_variables))]
 
@@ -150,4 +152,21 @@ pub(crate) fn introspection_shared(issuer: &str, result: &'static str) {
 pub(crate) fn redis_in_use(in_use: bool) {
     #[cfg(feature = "metrics")]
     metrics::gauge!("portcullis_redis_in_use").set(if in_use { 1.0 } else { 0.0 });
+}
+
+/// A lookup in the verified-token cache of [`Jwt`](crate::Jwt): `hit` when it answered,
+/// `miss` when the token is validated in full. Static labels: no allocation per request.
+pub(crate) fn token_cache(hit: bool) {
+    #[cfg(feature = "metrics")]
+    if hit {
+        metrics::counter!("portcullis_token_cache_total", "result" => "hit").increment(1);
+    } else {
+        metrics::counter!("portcullis_token_cache_total", "result" => "miss").increment(1);
+    }
+}
+
+/// Entries the verified-token cache evicted for room.
+pub(crate) fn token_cache_evicted(entries: u64) {
+    #[cfg(feature = "metrics")]
+    metrics::counter!("portcullis_token_cache_evictions_total").increment(entries);
 }

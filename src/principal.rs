@@ -25,6 +25,8 @@ struct Inner<C> {
     user: UserAuthentication,
     claims: C,
     confirmation: Option<Confirmation>,
+    /// The `kid` of the key that verified the token (JWT only), shared with the key set.
+    key_id: Option<Arc<str>>,
 }
 
 impl<C> Principal<C> {
@@ -60,6 +62,7 @@ impl<C> Principal<C> {
                 user,
                 claims,
                 confirmation,
+                key_id: None,
             }),
         }
     }
@@ -108,6 +111,21 @@ impl<C> Principal<C> {
             inner.authorities = authorities;
         }
         self
+    }
+
+    /// Sets the `kid` of the key that verified the token, on a principal just built (not yet
+    /// shared): a reference count, no copy.
+    pub(crate) fn with_key_id(mut self, key_id: Option<&Arc<str>>) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.key_id = key_id.cloned();
+        }
+        self
+    }
+
+    /// The `kid` of the key that verified the token; `None` for a key without one and for
+    /// an introspected token.
+    pub(crate) fn key_id(&self) -> Option<&str> {
+        self.inner.key_id.as_deref()
     }
 
     /// When the token expires (`exp`), when it says.

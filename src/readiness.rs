@@ -105,7 +105,7 @@ impl fmt::Display for NotReady {
             write!(
                 f,
                 "issuer `{}`: {}",
-                status.issuer,
+                crate::redact::url(&status.issuer),
                 status.last_error().unwrap_or("not fetched yet")
             )?;
         }

@@ -64,7 +64,7 @@ impl Config {
             policy.check(principal.scopes())?;
         }
         crate::metrics::accepted(principal.issuer_shared());
-        span.record(Ok(principal.issuer()));
+        span.record(Ok((principal.issuer(), principal.key_id())));
         let extensions = req.extensions_mut();
         extensions.insert(principal.scopes().clone());
         extensions.insert(principal.user_authentication().clone());

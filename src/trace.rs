@@ -1,6 +1,6 @@
 //! Tracing spans (feature `tracing`): one `authenticate` span per request carrying the
-//! outcome and, for an accepted token, its (configured) issuer; outbound calls (JWKS
-//! fetch, introspection) as child spans. No token, secret or other claim value is ever
+//! outcome and, for an accepted token, its (configured) issuer and, for a JWT, the `kid` of
+//! the key that verified it; outbound calls (JWKS fetch, introspection) as child spans. No token, secret or other claim value is ever
 //! recorded. Without the feature everything here is empty.
 
 use std::future::Future;
@@ -19,6 +19,7 @@ impl AuthSpan {
                 "authenticate",
                 outcome = tracing::field::Empty,
                 issuer = tracing::field::Empty,
+                kid = tracing::field::Empty,
             ),
         )
     }
@@ -31,13 +32,18 @@ impl AuthSpan {
         f()
     }
 
-    /// Records how the authentication ended.
-    pub(crate) fn record(&self, outcome: Result<&str, &AuthError>) {
+    /// Records how the authentication ended: for an admitted request, the issuer and the
+    /// `kid` of the key that verified the token (a JWT's, when the key has one). A rejected
+    /// token's `kid` is never recorded: it is whatever the sender chose.
+    pub(crate) fn record(&self, outcome: Result<(&str, Option<&str>), &AuthError>) {
         #[cfg(feature = "tracing")]
         match outcome {
-            Ok(issuer) => {
+            Ok((issuer, kid)) => {
                 self.0.record("outcome", "ok");
                 self.0.record("issuer", issuer);
+                if let Some(kid) = kid {
+                    self.0.record("kid", kid);
+                }
             }
             Err(error) => {
                 self.0

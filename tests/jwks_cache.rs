@@ -842,6 +842,89 @@ async fn a_warm_up_warms_every_issuer_even_when_one_fails() {
 }
 
 #[tokio::test]
+async fn a_failed_warm_up_names_each_failing_issuer_and_why() {
+    let key = TestKey::rsa_a();
+    let failing = IssuerServer::start(jwks(&[&key])).await;
+    failing.set_mode(JwksMode::Fail);
+    let malformed = IssuerServer::start(r#"{"keys": "not a list"}"#.to_owned()).await;
+    let healthy = IssuerServer::start(jwks(&[&key])).await;
+    let unreachable_jwks = closed_port_url("/jwks").await;
+    let unreachable = unreachable_jwks.trim_end_matches("/jwks").to_owned();
+    let jwt = Jwt::builder()
+        .issuer_with_jwks_uri(failing.issuer(), failing.jwks_uri())
+        .issuer_with_jwks_uri(malformed.issuer(), malformed.jwks_uri())
+        .issuer_with_jwks_uri(healthy.issuer(), healthy.jwks_uri())
+        .issuer_with_jwks_uri(&unreachable, &unreachable_jwks)
+        .audience(AUDIENCE)
+        .http_timeout(Duration::from_secs(2))
+        .build()
+        .expect("config");
+
+    let error = jwt.refresh().await.expect_err("three issuers are failing");
+    assert_eq!(error.kind(), ErrorKind::Unavailable);
+    assert!(error.retry_after().is_some());
+    let message = error.to_string();
+    for (issuer, cause) in [
+        (failing.issuer(), "unexpected status 500"),
+        (malformed.issuer(), "not a JWK Set document"),
+        (unreachable.as_str(), "transport error"),
+    ] {
+        let named = format!("issuer `{issuer}`: {cause}");
+        assert!(
+            message.contains(&named),
+            "{named:?} missing from {message:?}"
+        );
+    }
+    assert!(
+        !message.contains(healthy.issuer()),
+        "the healthy issuer is not blamed: {message:?}"
+    );
+    assert_eq!(healthy.jwks_hits(), 1, "the healthy issuer was warmed");
+    // The detail is for the operator: what a client would be told stays fixed.
+    assert!(!error.public_description().contains("127.0.0.1"));
+    assert!(!error.description().contains("127.0.0.1"));
+}
+
+#[tokio::test]
+async fn a_failed_warm_up_shows_issuer_urls_redacted() {
+    let key = TestKey::rsa_a();
+    let failing = IssuerServer::start(jwks(&[&key])).await;
+    failing.set_mode(JwksMode::Fail);
+    // An issuer identifier carrying credentials: they never reach the message.
+    let port = failing.issuer().rsplit(':').next().expect("a port");
+    let issuer = format!("http://user:s3cret@127.0.0.1:{port}");
+    let jwt = Jwt::builder()
+        .issuer_with_jwks_uri(&issuer, failing.jwks_uri())
+        .audience(AUDIENCE)
+        .http_timeout(Duration::from_secs(2))
+        .build()
+        .expect("config");
+
+    let message = jwt.refresh().await.expect_err("failing").to_string();
+    assert!(
+        message.contains(&format!(
+            "issuer `http://***@127.0.0.1:{port}/`: unexpected status 500"
+        )),
+        "{message}"
+    );
+    assert!(
+        !message.contains("s3cret") && !message.contains("user:"),
+        "{message}"
+    );
+    // The same for the bounded warm-up's error.
+    let not_ready = jwt
+        .warm_up(Duration::ZERO)
+        .await
+        .expect_err("failing")
+        .to_string();
+    assert!(
+        not_ready.contains(&format!("issuer `http://***@127.0.0.1:{port}/`")),
+        "{not_ready}"
+    );
+    assert!(!not_ready.contains("s3cret"), "{not_ready}");
+}
+
+#[tokio::test]
 async fn each_issuer_has_its_own_keys_and_cache() {
     let key_a = TestKey::rsa_a().with_kid("shared-kid");
     let key_b = TestKey::ec_p256().with_kid("shared-kid");

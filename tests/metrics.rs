@@ -20,7 +20,7 @@ use axum::{
 };
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use portcullis::{
-    __doc_support::{JWKS, TOKEN},
+    __doc_support::{JWKS, ROLES_TOKEN, TOKEN},
     BearerAuthLayer, Introspection, Jwt,
 };
 use serde_json::{Value, json};
@@ -269,6 +269,16 @@ async fn requests_keys_and_introspection_are_measured() {
         ),
         9
     );
+    // The verified-token cache: the first JWT and the malformed one were looked up in vain,
+    // the repeated JWT was answered from the cache.
+    assert_eq!(
+        counter(&v, "portcullis_token_cache_total", &[("result", "miss")]),
+        2
+    );
+    assert_eq!(
+        counter(&v, "portcullis_token_cache_total", &[("result", "hit")]),
+        1
+    );
     // Bounded labels: no token or subject ever appears.
     for (_, labels) in v.keys() {
         for (_, value) in labels {
@@ -278,4 +288,40 @@ async fn requests_keys_and_introspection_are_measured() {
             );
         }
     }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_token_cache_counts_hits_misses_and_evictions_for_room() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _guard = metrics::set_default_local_recorder(&recorder);
+
+    // Room for one verified token: each new token evicts the other.
+    let jwt = Jwt::builder()
+        .issuer_with_jwks(ISSUER, JWKS)
+        .audience(AUDIENCE)
+        .token_cache_capacity(1)
+        .build()
+        .expect("config");
+    let app = Router::new()
+        .route("/", get(|| async { "ok" }))
+        .layer(BearerAuthLayer::new(jwt));
+    // miss (stored), hit, miss (evicts TOKEN), hit, miss (evicts ROLES_TOKEN).
+    for token in [TOKEN, TOKEN, ROLES_TOKEN, ROLES_TOKEN, TOKEN] {
+        assert_eq!(status(&app, Some(token)).await, StatusCode::OK);
+    }
+    let v = values(&snapshotter);
+    assert_eq!(
+        counter(&v, "portcullis_token_cache_total", &[("result", "hit")]),
+        2
+    );
+    assert_eq!(
+        counter(&v, "portcullis_token_cache_total", &[("result", "miss")]),
+        3
+    );
+    assert_eq!(
+        counter(&v, "portcullis_token_cache_evictions_total", &[]),
+        2,
+        "ROLES_TOKEN evicted TOKEN, then TOKEN evicted ROLES_TOKEN"
+    );
 }

@@ -1,5 +1,5 @@
 //! Tracing spans: one `authenticate` span per request with its outcome and, once the token
-//! is verified, its issuer; the JWKS fetch and the introspection call as child spans; never
+//! is verified, its issuer and the `kid` of the key that verified it; the JWKS fetch and the introspection call as child spans; never
 //! the token. Captured with a `tracing-subscriber` fmt layer that prints closed spans.
 
 use std::{
@@ -16,6 +16,7 @@ use axum::{
     http::{Request, StatusCode, header},
     routing::{get, post},
 };
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use portcullis::{
     __doc_support::{JWKS, TOKEN},
     BearerAuthLayer, Introspection, Jwt,
@@ -89,7 +90,17 @@ async fn spans_carry_the_outcome_and_issuer_and_nest_the_outbound_calls() {
         .layer(BearerAuthLayer::new(jwt));
     // The first request waits for the keys: the fetch is a child of its span.
     assert_eq!(status(&app, TOKEN).await, StatusCode::OK);
+    // The second one is served from the verified-token cache: the same span fields.
+    assert_eq!(status(&app, TOKEN).await, StatusCode::OK);
     assert_eq!(status(&app, "not-a-token").await, StatusCode::UNAUTHORIZED);
+    // Rejected tokens naming a key id: an unknown one chosen by the sender, and the real
+    // one over a forged signature. Neither `kid` is recorded.
+    let (_, payload_and_signature) = TOKEN.split_once('.').expect("a JWS");
+    let attacker_header = URL_SAFE_NO_PAD.encode(br#"{"alg":"RS256","kid":"attacker-chosen-kid"}"#);
+    let attacker = format!("{attacker_header}.{payload_and_signature}");
+    assert_eq!(status(&app, &attacker).await, StatusCode::UNAUTHORIZED);
+    let forged = format!("{}AAAA", &TOKEN[..TOKEN.len() - 4]);
+    assert_eq!(status(&app, &forged).await, StatusCode::UNAUTHORIZED);
 
     let endpoint = serve(Router::new().route(
         "/introspect",
@@ -114,14 +125,24 @@ async fn spans_carry_the_outcome_and_issuer_and_nest_the_outbound_calls() {
     assert_eq!(status(&opaque, "opaque-good").await, StatusCode::OK);
 
     let text = logs.text();
-    assert!(
-        text.contains("authenticate{outcome=\"ok\" issuer=\"https://issuer.example.com\"}"),
-        "{text}"
+    let accepted = "authenticate{outcome=\"ok\" issuer=\"https://issuer.example.com\" kid=\"doc\"}";
+    assert_eq!(
+        text.matches(accepted).count(),
+        2,
+        "both accepted JWTs (verified, then cached) carry the verifying key's kid: {text}"
     );
-    assert!(
-        text.contains("authenticate{outcome=InvalidToken}"),
-        "{text}"
+    assert_eq!(
+        text.matches("authenticate{outcome=InvalidToken}").count(),
+        3,
+        "three rejected JWTs, none with a kid: {text}"
     );
+    assert!(!text.contains("attacker-chosen-kid"), "{text}");
+    for line in text.lines().filter(|l| l.contains("InvalidToken")) {
+        assert!(
+            !line.contains("kid="),
+            "a rejected token's kid was recorded: {line}"
+        );
+    }
     assert!(
         text.contains(
             "authenticate:outbound{call=\"jwks_fetch\" issuer=\"https://issuer.example.com\"}"

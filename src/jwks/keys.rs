@@ -14,7 +14,8 @@ const MIN_RSA_MODULUS_LEN: usize = 256;
 
 /// A verification key with the algorithms it may verify.
 pub(crate) struct Key {
-    pub(crate) kid: Option<Box<str>>,
+    /// Shared with the principals this key verifies (for the tracing span).
+    pub(crate) kid: Option<std::sync::Arc<str>>,
     pub(crate) algs: AlgSet,
     /// Parsed once, when the set loads.
     pub(crate) verifier: Verifier,
@@ -281,7 +282,7 @@ fn key(raw: RawJwk, allowed: AlgSet) -> Result<Key, &'static str> {
     }
     let verifier = Verifier::new(&material, raw.kid.as_deref(), algs)?;
     Ok(Key {
-        kid: raw.kid.map(String::into_boxed_str),
+        kid: raw.kid.map(std::sync::Arc::from),
         algs,
         verifier,
     })

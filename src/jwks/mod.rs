@@ -288,6 +288,19 @@ impl JwksCache {
         }
     }
 
+    /// Appends "issuer `URL`: cause of the last failure" (URL redacted) to `out`, for an
+    /// operator-facing error.
+    pub(crate) fn describe_failure(&self, now: Instant, out: &mut String) {
+        use std::fmt::Write;
+        let health = self.health(now);
+        let _ = write!(
+            out,
+            "issuer `{}`: {}",
+            crate::redact::url(&self.inner.issuer),
+            health.last_error.as_deref().unwrap_or("not fetched yet")
+        );
+    }
+
     /// Whether the latest fetch failed: an unknown `kid` then says nothing about the token.
     pub(crate) fn last_fetch_failed(&self) -> bool {
         read(&self.inner.state).last_failed

@@ -15,6 +15,9 @@
 //! - Only successes are stored. The cache belongs to one [`Jwt`](super::Jwt): building a
 //!   new one (another configuration) starts empty.
 //!
+//! Lookups (`hit`/`miss`) and evictions for room are counted (feature `metrics`; names in
+//! the README), with static labels.
+//!
 //! A lookup or an insertion locks one of up to [`MAX_SHARDS`] shards, chosen by the
 //! digest, for a few map operations; no lock is held across an `.await` or any I/O.
 
@@ -303,6 +306,7 @@ impl<C> TokenCache<C> {
         let weight = u32::try_from(weight).unwrap_or(u32::MAX);
         let (shard, key) = self.locate(&digest);
         let mut shard = lock(shard);
+        let mut evicted = 0;
         shard.remove(&key);
         shard.inserts = shard.inserts.wrapping_add(1);
         if shard.inserts % SWEEP_EVERY == 0 || shard.ring.len() > 2 * shared.entries_per_shard + 8 {
@@ -314,6 +318,7 @@ impl<C> TokenCache<C> {
             if !shard.evict_one() {
                 break;
             }
+            evicted += 1;
         }
         shard.bytes += u64::from(weight);
         shard.map.insert(
@@ -325,6 +330,10 @@ impl<C> TokenCache<C> {
             },
         );
         shard.ring.push_back(key);
+        drop(shard);
+        if evicted > 0 {
+            crate::metrics::token_cache_evicted(evicted);
+        }
     }
 
     /// Nothing is deferred in this cache; kept so tests read like the bound they check.

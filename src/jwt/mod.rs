@@ -312,7 +312,8 @@ where
             claims,
             view.cnf,
         )
-        .with_authorities(authorities);
+        .with_authorities(authorities)
+        .with_key_id(verified_by.kid.as_ref());
         // Tokens of a tenant template are not remembered: their keys live in per-tenant
         // caches the entry could not be checked against.
         if let (Some(verified), Some(digest), false) = (&self.verified, digest, templated) {
@@ -339,6 +340,7 @@ where
         digest: &cache::TokenDigest,
     ) -> Result<Option<Principal<C>>, AuthError> {
         let Some(hit) = verified.get(digest) else {
+            crate::metrics::token_cache(false);
             return Ok(None);
         };
         let times = claims::ClaimsView {
@@ -347,13 +349,20 @@ where
             iat: hit.iat,
             ..Default::default()
         };
-        // The same rule, on the same values, as for a token seen the first time.
-        self.inner.time.check(&times, unix_now(), true)?;
+        // The same rule, on the same values, as for a token seen the first time: the cache
+        // answered (a rejection), which counts as a hit.
+        self.inner
+            .time
+            .check(&times, unix_now(), true)
+            .inspect_err(|_| {
+                crate::metrics::token_cache(true);
+            })?;
         let key_present = self.inner.issuers[..self.inner.exact]
             .get(hit.issuer)
             .is_some_and(|cache| {
                 matches!(cache.current(Instant::now()), Keys::Ready { keys, .. } if keys.has_key(hit.key))
             });
+        crate::metrics::token_cache(key_present);
         if key_present {
             Ok(Some(hit.principal))
         } else {
@@ -379,20 +388,30 @@ where
     /// # Errors
     ///
     /// [`ErrorKind::Unavailable`](crate::ErrorKind::Unavailable) when any issuer still has no
-    /// usable keys afterwards; the others are warmed all the same.
+    /// usable keys afterwards; the others are warmed all the same. Its `Display` names each
+    /// such issuer (URL redacted) with the cause of its last failure (unreachable, timed out,
+    /// an unexpected status, too large, a malformed discovery document or JWK Set, ...).
     pub async fn refresh(&self) -> Result<(), AuthError> {
         let fetching = || self.inner.issuers.iter().filter(|c| c.fetches_keys());
         futures_util::future::join_all(fetching().map(|cache| cache.refresh())).await;
         let now = Instant::now();
-        if fetching()
-            .any(|cache| matches!(cache.current(now), Keys::MustRefresh | Keys::Unavailable(_)))
-        {
-            return Err(AuthError::unavailable(
-                "the issuer's keys cannot be fetched",
-                self.inner.cooldown,
-            ));
+        let mut failed = fetching()
+            .filter(|cache| matches!(cache.current(now), Keys::MustRefresh | Keys::Unavailable(_)))
+            .peekable();
+        if failed.peek().is_none() {
+            return Ok(());
         }
-        Ok(())
+        let mut detail = String::new();
+        for cache in failed {
+            if !detail.is_empty() {
+                detail.push_str("; ");
+            }
+            cache.describe_failure(now, &mut detail);
+        }
+        Err(
+            AuthError::unavailable("the issuer's keys cannot be fetched", self.inner.cooldown)
+                .with_detail(detail),
+        )
     }
 }
 

@@ -1,5 +1,6 @@
 //! Test support shared by the integration tests (`mod support;`).
 //!
+//! - [`example`]: the built examples run as processes.
 //! - [`idp`]: the real OpenID provider fixture (`tests/idp`), started per test.
 //! - [`issuer`]: test keys, token minting and an in-process issuer (discovery + JWKS).
 //! - [`introspection`]: an in-process RFC 7662 endpoint and the resource server under test.
@@ -10,6 +11,7 @@
 #![allow(dead_code)]
 
 pub mod dpop;
+pub mod example;
 pub mod idp;
 pub mod introspection;
 pub mod issuer;
