@@ -189,12 +189,9 @@ where
     C: DeserializeOwned + Send + Sync + 'static,
 {
     fn validate(&self, token: &str, may_refresh: bool) -> Result<Principal<C>, Step> {
-        let digest = self
-            .verified
-            .as_ref()
-            .map(|_| TokenCache::<C>::digest(token));
-        if let (Some(verified), Some(digest)) = (&self.verified, &digest)
-            && let Some(principal) = self.cached(verified, digest)?
+        let probe = self.verified.as_ref().map(|cache| cache.probe(token));
+        if let (Some(verified), Some(probe)) = (&self.verified, &probe)
+            && let Some(principal) = self.cached(verified, probe)?
         {
             return Ok(principal);
         }
@@ -316,10 +313,10 @@ where
         .with_key_id(verified_by.kid.as_ref());
         // Tokens of a tenant template are not remembered: their keys live in per-tenant
         // caches the entry could not be checked against.
-        if let (Some(verified), Some(digest), false) = (&self.verified, digest, templated) {
+        if let (Some(verified), Some(probe), false) = (&self.verified, probe, templated) {
             let key = verified_by.verifier.id();
             verified.insert(
-                digest,
+                probe,
                 principal.clone(),
                 found.index,
                 key,
@@ -337,9 +334,9 @@ where
     fn cached(
         &self,
         verified: &TokenCache<C>,
-        digest: &cache::TokenDigest,
+        probe: &cache::Probe<'_>,
     ) -> Result<Option<Principal<C>>, AuthError> {
-        let Some(hit) = verified.get(digest) else {
+        let Some(hit) = verified.get(probe) else {
             crate::metrics::token_cache(false);
             return Ok(None);
         };
@@ -366,7 +363,7 @@ where
         if key_present {
             Ok(Some(hit.principal))
         } else {
-            verified.remove(digest);
+            verified.remove(probe);
             Ok(None)
         }
     }
