@@ -111,8 +111,8 @@
 //!   never appear in portcullis' logs or error bodies, nor in a [`Principal`]'s `Debug`
 //!   output; the claims type itself is the application's to print or not.
 //! - Keys are fetched by tasks on the Tokio runtime; outside a runtime nothing is fetched.
-//! - A JWT that passed every check is remembered (by the SHA-256 digest of the whole
-//!   token) so the same token skips the signature check next time; its `exp`, `nbf` and
+//! - A JWT that passed every check is remembered (the whole token, compared in full on a
+//!   hit) so the same token skips the signature check next time; its `exp`, `nbf` and
 //!   `iat` are checked on every request and it is validated in full again once its key
 //!   leaves the JWK Set. See [`JwtBuilder::token_cache`].
 //!

@@ -267,7 +267,8 @@ impl<C> JwtBuilder<C> {
     /// skips the signature check and the parsing. A remembered token still has its `exp`,
     /// `nbf` and `iat` checked on every request, is forgotten at its `exp`, and is
     /// validated in full again once the key that verified it leaves the issuer's JWK Set.
-    /// Only the SHA-256 digest of a token is kept, never the token. Default: on.
+    /// An entry holds the token, compared in full on a hit, in memory only and never
+    /// logged. Default: on.
     pub fn token_cache(mut self, enabled: bool) -> Self {
         self.token_cache.enabled = enabled;
         self
