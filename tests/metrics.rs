@@ -18,7 +18,7 @@ use axum::{
     http::{Request, StatusCode, header},
     routing::{get, post},
 };
-use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 use portcullis::{
     __doc_support::{JWKS, ROLES_TOKEN, TOKEN},
     BearerAuthLayer, Introspection, Jwt,
@@ -26,6 +26,10 @@ use portcullis::{
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tower::ServiceExt;
+
+mod support;
+
+use support::metrics::{counter, gauge, key, values};
 
 const ISSUER: &str = "https://issuer.example.com";
 const AUDIENCE: &str = "https://api.example.com";
@@ -48,51 +52,6 @@ async fn status(app: &Router, token: Option<&str>) -> StatusCode {
         .expect("an answer within 10 s")
         .expect("infallible")
         .status()
-}
-
-/// Recorded metrics by name and sorted labels.
-type Values = HashMap<MetricKey, DebugValue>;
-type MetricKey = (String, Vec<(String, String)>);
-
-/// Every recorded metric by name and sorted labels.
-fn values(snapshotter: &Snapshotter) -> Values {
-    snapshotter
-        .snapshot()
-        .into_vec()
-        .into_iter()
-        .map(|(key, _, _, value)| {
-            let mut labels: Vec<_> = key
-                .key()
-                .labels()
-                .map(|l| (l.key().to_owned(), l.value().to_owned()))
-                .collect();
-            labels.sort();
-            ((key.key().name().to_owned(), labels), value)
-        })
-        .collect()
-}
-
-fn key(name: &str, labels: &[(&str, &str)]) -> MetricKey {
-    let mut labels: Vec<_> = labels
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect();
-    labels.sort();
-    (name.to_owned(), labels)
-}
-
-fn counter(values: &Values, name: &str, labels: &[(&str, &str)]) -> u64 {
-    match values.get(&key(name, labels)) {
-        Some(DebugValue::Counter(n)) => *n,
-        other => panic!("{name} {labels:?}: {other:?} in {values:#?}"),
-    }
-}
-
-fn gauge(values: &Values, name: &str, labels: &[(&str, &str)]) -> f64 {
-    match values.get(&key(name, labels)) {
-        Some(DebugValue::Gauge(v)) => v.into_inner(),
-        other => panic!("{name} {labels:?}: {other:?} in {values:#?}"),
-    }
 }
 
 #[tokio::test(flavor = "current_thread")]
