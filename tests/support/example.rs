@@ -27,11 +27,22 @@ pub struct ExampleServer {
 impl ExampleServer {
     /// Runs the built example and waits until it announces `listening on http://ADDR`.
     pub async fn start(issuer: &str, audience: &str, extra: &[&str]) -> ExampleServer {
+        Self::start_with_env(issuer, audience, extra, &[]).await
+    }
+
+    /// [`start`](Self::start) with extra environment variables for the process.
+    pub async fn start_with_env(
+        issuer: &str,
+        audience: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> ExampleServer {
         let binary = example_binary("protected_api");
         let mut child = tokio::process::Command::new(&binary)
             .args(["--issuer", issuer, "--audience", audience])
             .args(["--addr", "127.0.0.1:0"])
             .args(extra)
+            .envs(env.iter().copied())
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
