@@ -19,18 +19,14 @@ use axum::{
 };
 use axum_server::tls_rustls::RustlsConfig;
 use portcullis::{Introspection, IntrospectionBuilder};
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-};
 use rustls::{
-    RootCertStore, ServerConfig,
-    pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer},
-    server::WebPkiClientVerifier,
+    RootCertStore, ServerConfig, pki_types::CertificateDer, server::WebPkiClientVerifier,
 };
 use serde_json::Value;
 use support::introspection::{
     AUDIENCE, ISSUER, active, app, assert_accepted, assert_unavailable, lock, send,
 };
+use support::pki::{Leaf, TestCa};
 
 const CLIENT_ID: &str = "tls-resource-server";
 const TOKEN: &str = "opaque-token-for-tls-client-auth";
@@ -39,38 +35,18 @@ const TOKEN: &str = "opaque-token-for-tls-client-auth";
 struct Pki {
     ca_der: CertificateDer<'static>,
     ca_pem: String,
-    server_cert: CertificateDer<'static>,
-    server_key: Vec<u8>,
+    server: Leaf,
     /// The client's certificate and private key, PEM, as `reqwest::Identity` reads them.
     client_identity_pem: String,
 }
 
 fn pki() -> Pki {
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("CA key"))
-        .expect("CA certificate");
-    let leaf = |names: Vec<String>, usage: ExtendedKeyUsagePurpose| {
-        let mut params = CertificateParams::new(names).expect("leaf params");
-        params.extended_key_usages = vec![usage];
-        let key = KeyPair::generate().expect("leaf key");
-        let cert = params.signed_by(&key, &ca).expect("leaf certificate");
-        (cert, key)
-    };
-    let (server_cert, server_key) = leaf(
-        vec!["127.0.0.1".into()],
-        ExtendedKeyUsagePurpose::ServerAuth,
-    );
-    let (client_cert, client_key) = leaf(
-        vec!["tls-resource-server.example".into()],
-        ExtendedKeyUsagePurpose::ClientAuth,
-    );
+    let ca = TestCa::new();
     Pki {
-        ca_der: ca.der().clone(),
+        ca_der: ca.der(),
         ca_pem: ca.pem(),
-        server_cert: server_cert.der().clone(),
-        server_key: server_key.serialize_der(),
-        client_identity_pem: format!("{}{}", client_cert.pem(), client_key.serialize_pem()),
+        server: ca.server(&["127.0.0.1"]),
+        client_identity_pem: ca.client(&["tls-resource-server.example"]).identity_pem(),
     }
 }
 
@@ -96,10 +72,7 @@ async fn serve_endpoint(pki: &Pki) -> (String, Arc<Mutex<Seen>>) {
         .with_safe_default_protocol_versions()
         .expect("protocol versions")
         .with_client_cert_verifier(verifier)
-        .with_single_cert(
-            vec![pki.server_cert.clone()],
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(pki.server_key.clone())),
-        )
+        .with_single_cert(vec![pki.server.cert.clone()], pki.server.key())
         .expect("server certificate");
     let seen = Arc::new(Mutex::new(Seen::default()));
     let endpoint = Router::new()

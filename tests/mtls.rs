@@ -13,17 +13,17 @@ use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use http::{Request, StatusCode, header};
 use hyper_util::rt::TokioIo;
 use portcullis::{BearerAuthLayer, ClientCertificate, Jwt, Principal};
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-};
 use rustls::{
     ClientConfig, RootCertStore, ServerConfig,
-    pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName},
+    pki_types::{CertificateDer, ServerName},
     server::WebPkiClientVerifier,
 };
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use support::dpop::{DpopKey, now};
+use support::{
+    dpop::{DpopKey, now},
+    pki::{Leaf, TestCa},
+};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tower::ServiceExt;
@@ -32,20 +32,8 @@ const ISSUER: &str = "https://issuer.example.com";
 const AUDIENCE: &str = "https://api.example.com";
 const TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A certificate and its private key, DER.
-struct Leaf {
-    cert: CertificateDer<'static>,
-    key: Vec<u8>,
-}
-
-impl Leaf {
-    fn thumbprint(&self) -> String {
-        URL_SAFE_NO_PAD.encode(Sha256::digest(self.cert.as_ref()))
-    }
-
-    fn key(&self) -> PrivateKeyDer<'static> {
-        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key.clone()))
-    }
+fn thumbprint(leaf: &Leaf) -> String {
+    URL_SAFE_NO_PAD.encode(Sha256::digest(leaf.cert.as_ref()))
 }
 
 struct Pki {
@@ -56,34 +44,12 @@ struct Pki {
 }
 
 fn pki() -> Pki {
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("CA key"))
-        .expect("CA certificate");
-    let leaf = |names: Vec<String>, usage: ExtendedKeyUsagePurpose| {
-        let mut params = CertificateParams::new(names).expect("leaf params");
-        params.extended_key_usages = vec![usage];
-        let key = KeyPair::generate().expect("leaf key");
-        let cert = params.signed_by(&key, &ca).expect("leaf certificate");
-        Leaf {
-            cert: cert.der().clone(),
-            key: key.serialize_der(),
-        }
-    };
+    let ca = TestCa::new();
     Pki {
-        ca: ca.der().clone(),
-        server: leaf(
-            vec!["127.0.0.1".into()],
-            ExtendedKeyUsagePurpose::ServerAuth,
-        ),
-        client_a: leaf(
-            vec!["client-a.example".into()],
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ),
-        client_b: leaf(
-            vec!["client-b.example".into()],
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ),
+        ca: ca.der(),
+        server: ca.server(&["127.0.0.1"]),
+        client_a: ca.client(&["client-a.example"]),
+        client_b: ca.client(&["client-b.example"]),
     }
 }
 
@@ -246,12 +212,12 @@ async fn certificate_bound_token_needs_its_certificate() {
         key: DpopKey::generate(),
     };
     let port = serve_tls(&pki, issuer.jwt()).await;
-    let bound = issuer.token(Some(json!({"x5t#S256": pki.client_a.thumbprint()})));
+    let bound = issuer.token(Some(json!({"x5t#S256": thumbprint(&pki.client_a)})));
 
     let (status, _, body) = get_me(&pki, port, Some(&pki.client_a), &bound).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let body: Value = serde_json::from_str(&body).expect("JSON");
-    assert_eq!(body["x5t#S256"], pki.client_a.thumbprint());
+    assert_eq!(body["x5t#S256"], thumbprint(&pki.client_a));
 
     for (what, client) in [
         ("another certificate", Some(&pki.client_b)),

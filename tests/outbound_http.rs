@@ -21,6 +21,10 @@ use axum::{
 use portcullis::{__doc_support::JWKS, ErrorKind, Jwt, JwtBuilder};
 use tokio::net::TcpListener;
 
+mod support;
+
+use support::pki::TestCa;
+
 const ISSUER: &str = "https://issuer.example.com";
 const AUDIENCE: &str = "https://api.example.com";
 
@@ -177,37 +181,11 @@ fn jwt_without_proxy() -> Jwt {
         .expect("config")
 }
 
-/// A CA made for this test, and a certificate it signed for `localhost` and 127.0.0.1.
-struct TestPki {
-    ca_pem: String,
-    cert_pem: String,
-    key_pem: String,
-}
-
-fn test_pki() -> TestPki {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, KeyUsagePurpose};
-    let ca_key = KeyPair::generate().expect("CA key");
-    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    ca.distinguished_name
-        .push(rcgen::DnType::CommonName, "portcullis test CA");
-    let ca_cert = ca.self_signed(&ca_key).expect("CA certificate");
-    let issuer = rcgen::Issuer::new(ca, ca_key);
-    let key = KeyPair::generate().expect("server key");
-    let params = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-        .expect("server params");
-    let cert = params.signed_by(&key, &issuer).expect("server certificate");
-    TestPki {
-        ca_pem: ca_cert.pem(),
-        cert_pem: cert.pem(),
-        key_pem: key.serialize_pem(),
-    }
-}
-
 #[tokio::test]
 async fn a_tls_issuer_with_a_private_ca_needs_the_extra_root() {
-    let pki = test_pki();
+    // A CA made for this test, and a certificate it signed for `localhost` and 127.0.0.1.
+    let ca = TestCa::new();
+    let server = ca.server(&["localhost", "127.0.0.1"]);
     let hits = Arc::new(AtomicUsize::new(0));
     let app = Router::new()
         .route(
@@ -219,8 +197,8 @@ async fn a_tls_issuer_with_a_private_ca_needs_the_extra_root() {
         )
         .with_state(Arc::clone(&hits));
     let config = axum_server::tls_rustls::RustlsConfig::from_pem(
-        pki.cert_pem.into_bytes(),
-        pki.key_pem.into_bytes(),
+        server.cert_pem.into_bytes(),
+        server.key_pem.into_bytes(),
     )
     .await
     .expect("TLS configuration");
@@ -235,7 +213,7 @@ async fn a_tls_issuer_with_a_private_ca_needs_the_extra_root() {
     assert_eq!(hits.load(Ordering::SeqCst), 0, "the handshake failed");
 
     let trusted = jwt(&jwks_uri)
-        .add_root_certificate_pem(pki.ca_pem)
+        .add_root_certificate_pem(ca.pem())
         .build()
         .expect("config");
     assert_eq!(refresh(&trusted).await, Ok(()));
