@@ -225,6 +225,22 @@ fn pttl(redis: &RedisServer, key: &[u8]) -> i64 {
     }
 }
 
+/// Sends requests with new opaque tokens to `app` (each one a use of its store) until its
+/// store uses Redis again, within 15 s.
+async fn back_in_use(app: &Router, store: &RedisStore) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut probe = 0;
+    while !store.in_use() {
+        assert!(
+            Instant::now() < deadline,
+            "Redis not used again within 15 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        probe += 1;
+        let _ = send(app, "/me", &format!("probe-{probe}")).await;
+    }
+}
+
 #[tokio::test]
 async fn a_token_used_100_times_on_each_instance_is_introspected_once() {
     let redis = RedisServer::start();
@@ -370,19 +386,8 @@ async fn during_an_outage_introspection_stays_correct_and_sharing_resumes() {
     redis.restart();
     // No restart of the API: after its back-off each store probes Redis on its next use
     // and uses it again.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let mut probe = 0;
-    for (app, store) in [(&a, &store_a), (&b, &store_b)] {
-        while !store.in_use() {
-            assert!(
-                Instant::now() < deadline,
-                "Redis not used again within 15 s"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            probe += 1;
-            let _ = send(app, "/me", &format!("probe-{probe}")).await;
-        }
-    }
+    back_in_use(&a, &store_a).await;
+    back_in_use(&b, &store_b).await;
     endpoint.answer("after", active("frank", "read"));
     let calls = endpoint.calls();
     assert_eq!(send(&a, "/me", "after").await.status, StatusCode::OK);
@@ -439,17 +444,7 @@ async fn shared_lookups_and_the_redis_mode_are_measured() {
     );
 
     redis.restart();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let mut probe = 0;
-    while !store_a.in_use() {
-        assert!(
-            Instant::now() < deadline,
-            "Redis not used again within 15 s"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        probe += 1;
-        let _ = send(&a, "/me", &format!("probe-{probe}")).await;
-    }
+    back_in_use(&a, &store_a).await;
     let seen = values(&snapshotter);
     assert_eq!(
         gauge(&seen, "portcullis_redis_in_use", &[]),
