@@ -152,6 +152,7 @@ pub mod dpop;
 pub mod future;
 pub mod jwt;
 pub mod metadata;
+pub mod require;
 pub mod scope;
 pub mod step_up;
 

@@ -113,7 +113,7 @@ use tonic::{Request, Status, server::NamedService};
 
 use crate::{
     principal::{Principal, Scopes},
-    scope::RequireScope,
+    require::Require,
     service::BearerAuth,
 };
 
@@ -162,7 +162,7 @@ impl<S: NamedService, A, R> NamedService for BearerAuth<S, A, R> {
     const NAME: &'static str = S::NAME;
 }
 
-impl<S: NamedService, R> NamedService for RequireScope<S, R> {
+impl<S: NamedService, P, R> NamedService for Require<S, P, R> {
     const NAME: &'static str = S::NAME;
 }
 
