@@ -1,3 +1,7 @@
+//! Policies per gRPC method or per service: one layer, [`MethodPolicyLayer`], generic over
+//! the [`Requirement`] checked ([`MethodScopesLayer`] for scopes,
+//! [`MethodAuthoritiesLayer`](super::MethodAuthoritiesLayer) for authorities).
+
 use std::{
     collections::HashMap,
     sync::Arc,
@@ -11,8 +15,8 @@ use tower_service::Service;
 use crate::{
     error::{AuthError, ErrorKind},
     future::ResponseFuture,
-    principal::Scopes,
     rejection::{GrpcRejection, OnRejection},
+    require::Requirement,
     scope::ScopePolicy,
 };
 
@@ -32,53 +36,10 @@ use crate::{
 ///
 /// Rejections are [`GrpcRejection`]s unless [`on_rejection`](Self::on_rejection) says
 /// otherwise. See the [module documentation](super) for an example.
-#[derive(Clone, Debug)]
-#[must_use]
-pub struct MethodScopesLayer<R = GrpcRejection> {
-    map: Arc<MethodMap>,
-    rejection: R,
-}
+pub type MethodScopesLayer<R = GrpcRejection> = MethodPolicyLayer<ScopePolicy, R>;
 
-#[derive(Clone, Debug, Default)]
-struct MethodMap {
-    /// Keyed by the full path, `/package.Service/Method`.
-    methods: HashMap<Box<str>, ScopePolicy>,
-    /// Keyed by the service name, `package.Service`.
-    services: HashMap<Box<str>, ScopePolicy>,
-    allow_unmapped: bool,
-}
-
-impl MethodMap {
-    /// The policy for `path`, if it is mapped.
-    fn policy(&self, path: &str) -> Option<&ScopePolicy> {
-        self.methods
-            .get(path)
-            .or_else(|| self.services.get(split_path(path)?.0))
-    }
-
-    fn check(&self, path: &str, granted: Option<&Scopes>) -> Result<(), AuthError> {
-        let Some(granted) = granted else {
-            return Err(AuthError::missing_token());
-        };
-        match self.policy(path) {
-            Some(policy) => policy.check(granted),
-            // Only a well-formed method path can be "unmapped": `/pkg.Svc/Method/x` or
-            // `/pkg.Svc//Method` must not slip past a service's policy.
-            None if self.allow_unmapped && split_path(path).is_some() => Ok(()),
-            None => Err(AuthError::new(
-                ErrorKind::InsufficientScope,
-                "no scope grants access to this method",
-            )),
-        }
-    }
-}
-
-/// `/package.Service/Method` → (`package.Service`, `Method`), both non-empty, no extra `/`.
-pub(super) fn split_path(path: &str) -> Option<(&str, &str)> {
-    let (service, method) = path.strip_prefix('/')?.split_once('/')?;
-    (!service.is_empty() && !method.is_empty() && !method.contains('/'))
-        .then_some((service, method))
-}
+/// The service of [`MethodScopesLayer`].
+pub type MethodScopes<S, R = GrpcRejection> = MethodPolicy<S, ScopePolicy, R>;
 
 impl Default for MethodScopesLayer {
     fn default() -> Self {
@@ -90,15 +51,89 @@ impl MethodScopesLayer {
     /// A layer with no method mapped (so every method is denied until mapped), answering
     /// with [`GrpcRejection`].
     pub fn new() -> Self {
+        MethodPolicyLayer::denying_unmapped_with(AuthError::new(
+            ErrorKind::InsufficientScope,
+            "no scope grants access to this method",
+        ))
+    }
+}
+
+/// A [`Requirement`] per gRPC method or per service; usually named by its aliases
+/// [`MethodScopesLayer`] and [`MethodAuthoritiesLayer`](super::MethodAuthoritiesLayer),
+/// whose `new()` builds one.
+///
+/// The request's path (`/package.Service/Method`) picks the policy: an exact
+/// [`method`](Self::method) entry first, then the [`service`](Self::service) entry of its
+/// service. The check happens once, when the call starts, so it guards unary and streaming
+/// methods alike. Unmapped methods are denied (`PERMISSION_DENIED`) unless
+/// [`allow_unmapped`](Self::allow_unmapped); a request without the value the policies read
+/// (no auth layer in front, or an anonymous request under optional authentication) is
+/// answered `UNAUTHENTICATED`.
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct MethodPolicyLayer<P, R = GrpcRejection> {
+    map: Arc<MethodMap<P>>,
+    rejection: R,
+}
+
+#[derive(Clone, Debug)]
+struct MethodMap<P> {
+    /// Keyed by the full path, `/package.Service/Method`.
+    methods: HashMap<Box<str>, P>,
+    /// Keyed by the service name, `package.Service`.
+    services: HashMap<Box<str>, P>,
+    allow_unmapped: bool,
+    /// The answer for a method no entry maps.
+    unmapped: AuthError,
+}
+
+impl<P: Requirement> MethodMap<P> {
+    /// The policy for `path`, if it is mapped.
+    fn policy(&self, path: &str) -> Option<&P> {
+        self.methods
+            .get(path)
+            .or_else(|| self.services.get(split_path(path)?.0))
+    }
+
+    fn check(&self, path: &str, granted: Option<&P::Granted>) -> Result<(), AuthError> {
+        let Some(granted) = granted else {
+            return Err(AuthError::missing_token());
+        };
+        match self.policy(path) {
+            Some(policy) => policy.check(granted),
+            // Only a well-formed method path can be "unmapped": `/pkg.Svc/Method/x` or
+            // `/pkg.Svc//Method` must not slip past a service's policy.
+            None if self.allow_unmapped && split_path(path).is_some() => Ok(()),
+            None => Err(self.unmapped.clone()),
+        }
+    }
+}
+
+/// `/package.Service/Method` → (`package.Service`, `Method`), both non-empty, no extra `/`.
+pub(super) fn split_path(path: &str) -> Option<(&str, &str)> {
+    let (service, method) = path.strip_prefix('/')?.split_once('/')?;
+    (!service.is_empty() && !method.is_empty() && !method.contains('/'))
+        .then_some((service, method))
+}
+
+impl<P> MethodPolicyLayer<P> {
+    /// No method mapped, unmapped methods answered with `unmapped`, rejections by
+    /// [`GrpcRejection`].
+    pub(super) fn denying_unmapped_with(unmapped: AuthError) -> Self {
         Self {
-            map: Arc::default(),
+            map: Arc::new(MethodMap {
+                methods: HashMap::new(),
+                services: HashMap::new(),
+                allow_unmapped: false,
+                unmapped,
+            }),
             rejection: GrpcRejection::new(),
         }
     }
 }
 
-impl<R> MethodScopesLayer<R> {
-    fn map(&mut self) -> &mut MethodMap {
+impl<P: Clone, R> MethodPolicyLayer<P, R> {
+    fn map(&mut self) -> &mut MethodMap<P> {
         Arc::make_mut(&mut self.map)
     }
 
@@ -110,7 +145,7 @@ impl<R> MethodScopesLayer<R> {
     ///
     /// When `path` is not of the form `/package.Service/Method`: a typo here would otherwise
     /// leave the method unmapped without a word.
-    pub fn method(mut self, path: impl Into<String>, policy: ScopePolicy) -> Self {
+    pub fn method(mut self, path: impl Into<String>, policy: P) -> Self {
         let path = path.into();
         assert!(
             split_path(&path).is_some(),
@@ -127,7 +162,7 @@ impl<R> MethodScopesLayer<R> {
     /// # Panics
     ///
     /// When `name` is empty or contains a `/`.
-    pub fn service(mut self, name: impl Into<String>, policy: ScopePolicy) -> Self {
+    pub fn service(mut self, name: impl Into<String>, policy: P) -> Self {
         let name = name.into();
         assert!(
             !name.is_empty() && !name.contains('/'),
@@ -138,28 +173,42 @@ impl<R> MethodScopesLayer<R> {
     }
 
     /// When `true`, a method with neither a method nor a service entry is open to any
-    /// authenticated caller, whatever its scopes. Default: `false`, such a method is denied
-    /// with `PERMISSION_DENIED`.
+    /// authenticated caller, whatever it was granted. Default: `false`, such a method is
+    /// denied with `PERMISSION_DENIED`.
     pub fn allow_unmapped(mut self, allow: bool) -> Self {
         self.map().allow_unmapped = allow;
         self
     }
+}
 
+#[cfg(test)]
+impl<P: Requirement, R> MethodPolicyLayer<P, R> {
+    /// The verdict for a request at `path` with `granted` in its extensions.
+    pub(super) fn check_path(
+        &self,
+        path: &str,
+        granted: Option<&P::Granted>,
+    ) -> Result<(), AuthError> {
+        self.map.check(path, granted)
+    }
+}
+
+impl<P, R> MethodPolicyLayer<P, R> {
     /// Answers rejections with `rejection`: an [`OnRejection`], such as a closure
     /// `FnMut(&AuthError) -> Response<B> + Clone`. Default: [`GrpcRejection`].
-    pub fn on_rejection<R2>(self, rejection: R2) -> MethodScopesLayer<R2> {
-        MethodScopesLayer {
+    pub fn on_rejection<R2>(self, rejection: R2) -> MethodPolicyLayer<P, R2> {
+        MethodPolicyLayer {
             map: self.map,
             rejection,
         }
     }
 }
 
-impl<S, R: Clone> Layer<S> for MethodScopesLayer<R> {
-    type Service = MethodScopes<S, R>;
+impl<S, P, R: Clone> Layer<S> for MethodPolicyLayer<P, R> {
+    type Service = MethodPolicy<S, P, R>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        MethodScopes {
+        MethodPolicy {
             inner,
             map: Arc::clone(&self.map),
             rejection: self.rejection.clone(),
@@ -167,24 +216,25 @@ impl<S, R: Clone> Layer<S> for MethodScopesLayer<R> {
     }
 }
 
-/// The service of [`MethodScopesLayer`].
+/// The service of [`MethodPolicyLayer`].
 #[derive(Clone, Debug)]
-pub struct MethodScopes<S, R = GrpcRejection> {
+pub struct MethodPolicy<S, P, R = GrpcRejection> {
     inner: S,
-    map: Arc<MethodMap>,
+    map: Arc<MethodMap<P>>,
     rejection: R,
 }
 
-impl<S, R> MethodScopes<S, R> {
+impl<S, P, R> MethodPolicy<S, P, R> {
     /// The wrapped service.
     pub fn get_ref(&self) -> &S {
         &self.inner
     }
 }
 
-impl<S, R, ReqB, ResB> Service<Request<ReqB>> for MethodScopes<S, R>
+impl<S, P, R, ReqB, ResB> Service<Request<ReqB>> for MethodPolicy<S, P, R>
 where
     S: Service<Request<ReqB>, Response = Response<ResB>>,
+    P: Requirement,
     R: OnRejection<ResB>,
 {
     type Response = Response<ResB>;
@@ -198,7 +248,7 @@ where
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
         match self
             .map
-            .check(req.uri().path(), req.extensions().get::<Scopes>())
+            .check(req.uri().path(), req.extensions().get::<P::Granted>())
         {
             Ok(()) => ResponseFuture::called(self.inner.call(req)),
             Err(error) => ResponseFuture::rejected(&mut self.rejection, error),
@@ -209,6 +259,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::principal::Scopes;
 
     const GET: &str = "/inventory.v1.Inventory/GetItem";
     const RESTOCK: &str = "/inventory.v1.Inventory/Restock";
@@ -223,7 +274,7 @@ mod tests {
             .method("/inventory.v1.Audit/Export", ScopePolicy::all(["admin"]))
     }
 
-    fn kind(map: &MethodMap, path: &str, granted: Option<&str>) -> Option<ErrorKind> {
+    fn kind(map: &MethodMap<ScopePolicy>, path: &str, granted: Option<&str>) -> Option<ErrorKind> {
         let granted = granted.map(Scopes::from_space_delimited);
         map.check(path, granted.as_ref()).err().map(|e| e.kind())
     }

@@ -107,7 +107,7 @@ mod methods;
 
 pub use crate::rejection::GrpcRejection;
 pub use authorities::{MethodAuthorities, MethodAuthoritiesLayer};
-pub use methods::{MethodScopes, MethodScopesLayer};
+pub use methods::{MethodPolicy, MethodPolicyLayer, MethodScopes, MethodScopesLayer};
 
 use tonic::{Request, Status, server::NamedService};
 
@@ -166,11 +166,7 @@ impl<S: NamedService, P, R> NamedService for Require<S, P, R> {
     const NAME: &'static str = S::NAME;
 }
 
-impl<S: NamedService, R> NamedService for MethodScopes<S, R> {
-    const NAME: &'static str = S::NAME;
-}
-
-impl<S: NamedService, R> NamedService for MethodAuthorities<S, R> {
+impl<S: NamedService, P, R> NamedService for MethodPolicy<S, P, R> {
     const NAME: &'static str = S::NAME;
 }
 
