@@ -119,6 +119,16 @@ impl<P, R> RequireLayer<P, R> {
     }
 }
 
+impl<P, R> RequireLayer<P, R> {
+    /// The same layer with its policy turned into another by `f`.
+    pub(crate) fn map_policy<P2>(self, f: impl FnOnce(P) -> P2) -> RequireLayer<P2, R> {
+        RequireLayer {
+            policy: f(self.policy),
+            rejection: self.rejection,
+        }
+    }
+}
+
 impl<S, P: Clone, R: Clone> Layer<S> for RequireLayer<P, R> {
     type Service = Require<S, P, R>;
 

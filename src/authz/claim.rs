@@ -1,20 +1,12 @@
-use std::{
-    fmt,
-    marker::PhantomData,
-    sync::Arc,
-    task::{Context, Poll},
-};
+use std::{fmt, marker::PhantomData, sync::Arc};
 
-use http::{Request, Response};
 use serde_json::{Map, Value};
-use tower_layer::Layer;
-use tower_service::Service;
 
 use crate::{
     error::{AuthError, ConfigError},
-    future::ResponseFuture,
     principal::{Principal, RegisteredClaims},
-    rejection::{HttpRejection, OnRejection},
+    rejection::HttpRejection,
+    require::{Require, RequireLayer, Requirement},
 };
 
 /// Claims types whose top-level claims can be looked up by name, for the stock predicates
@@ -155,14 +147,56 @@ impl fmt::Debug for ClaimIn {
 ///
 /// The predicate runs on every request it guards, synchronously: keep it cheap, and do no
 /// I/O in it.
-#[must_use]
-pub struct RequireClaimLayer<P, C = RegisteredClaims, R = HttpRejection> {
+pub type RequireClaimLayer<P, C = RegisteredClaims, R = HttpRejection> =
+    RequireLayer<ClaimRequirement<P, C>, R>;
+
+/// The service of [`RequireClaimLayer`].
+pub type RequireClaim<S, P, C = RegisteredClaims, R = HttpRejection> =
+    Require<S, ClaimRequirement<P, C>, R>;
+
+/// A [`ClaimPredicate`] over claims of type `C`, as the [`Requirement`] of a
+/// [`RequireClaimLayer`]: it reads the request's [`Principal<C>`].
+pub struct ClaimRequirement<P, C> {
     predicate: P,
-    rejection: R,
     _claims: PhantomData<fn() -> C>,
 }
 
-impl RequireClaimLayer<ClaimIn> {
+impl<P: Clone, C> Clone for ClaimRequirement<P, C> {
+    fn clone(&self) -> Self {
+        Self {
+            predicate: self.predicate.clone(),
+            _claims: PhantomData,
+        }
+    }
+}
+
+impl<P, C> fmt::Debug for ClaimRequirement<P, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClaimRequirement").finish_non_exhaustive()
+    }
+}
+
+impl<P, C> crate::require::sealed::Sealed for ClaimRequirement<P, C> {}
+
+impl<P, C> Requirement for ClaimRequirement<P, C>
+where
+    P: ClaimPredicate<C> + Clone,
+    C: Send + Sync + 'static,
+{
+    type Granted = Principal<C>;
+
+    fn check(&self, principal: &Principal<C>) -> Result<(), AuthError> {
+        if self.predicate.check(principal.claims()) {
+            Ok(())
+        } else {
+            Err(AuthError::forbidden(
+                "the token's claims do not admit it to this resource",
+            ))
+        }
+    }
+}
+
+impl RequireLayer<ClaimRequirement<ClaimIn, RegisteredClaims>> {
     /// Claim `name` must equal `value`.
     ///
     /// # Panics
@@ -189,131 +223,29 @@ impl RequireClaimLayer<ClaimIn> {
     }
 }
 
-impl<P, C> RequireClaimLayer<P, C> {
+impl<P, C> RequireLayer<ClaimRequirement<P, C>>
+where
+    P: ClaimPredicate<C> + Clone,
+    C: Send + Sync + 'static,
+{
     /// Requires `predicate`, rejecting with [`HttpRejection`] (realm `api`). A closure
     /// names its claims type: `RequireClaimLayer::from_predicate(|c: &MyClaims| c.verified)`.
-    pub fn from_predicate(predicate: P) -> Self
-    where
-        P: ClaimPredicate<C>,
-    {
-        Self {
+    pub fn from_predicate(predicate: P) -> Self {
+        Self::new(ClaimRequirement {
             predicate,
-            rejection: HttpRejection::new(),
             _claims: PhantomData,
-        }
-    }
-
-    /// Sets the `realm` of the `WWW-Authenticate` challenge. Default: `api`.
-    pub fn realm(mut self, realm: &str) -> Self {
-        self.rejection = self.rejection.realm(realm);
-        self
+        })
     }
 }
 
-impl<P, C, R> RequireClaimLayer<P, C, R> {
-    /// Answers rejections with `rejection` instead. Default: [`HttpRejection`].
-    pub fn on_rejection<R2>(self, rejection: R2) -> RequireClaimLayer<P, C, R2> {
-        RequireClaimLayer {
-            predicate: self.predicate,
-            rejection,
-            _claims: PhantomData,
-        }
-    }
-
+impl<P, C, R> RequireLayer<ClaimRequirement<P, C>, R> {
     /// Checks claims of type `C2` (the authenticator's `claims::<C2>()`) instead; the stock
     /// predicates need `C2: ClaimLookup`. Default: [`RegisteredClaims`].
-    pub fn claims<C2>(self) -> RequireClaimLayer<P, C2, R> {
-        RequireClaimLayer {
-            predicate: self.predicate,
-            rejection: self.rejection,
+    pub fn claims<C2>(self) -> RequireLayer<ClaimRequirement<P, C2>, R> {
+        self.map_policy(|policy| ClaimRequirement {
+            predicate: policy.predicate,
             _claims: PhantomData,
-        }
-    }
-}
-
-impl<P: Clone, C, R: Clone> Clone for RequireClaimLayer<P, C, R> {
-    fn clone(&self) -> Self {
-        Self {
-            predicate: self.predicate.clone(),
-            rejection: self.rejection.clone(),
-            _claims: PhantomData,
-        }
-    }
-}
-
-impl<P, C, R> fmt::Debug for RequireClaimLayer<P, C, R> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RequireClaimLayer").finish_non_exhaustive()
-    }
-}
-
-impl<S, P: Clone, C, R: Clone> Layer<S> for RequireClaimLayer<P, C, R> {
-    type Service = RequireClaim<S, P, C, R>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        RequireClaim {
-            inner,
-            predicate: self.predicate.clone(),
-            rejection: self.rejection.clone(),
-            _claims: PhantomData,
-        }
-    }
-}
-
-/// The service of [`RequireClaimLayer`].
-pub struct RequireClaim<S, P, C = RegisteredClaims, R = HttpRejection> {
-    inner: S,
-    predicate: P,
-    rejection: R,
-    _claims: PhantomData<fn() -> C>,
-}
-
-impl<S: Clone, P: Clone, C, R: Clone> Clone for RequireClaim<S, P, C, R> {
-    fn clone(&self) -> Self {
-        Self {
-            inner: self.inner.clone(),
-            predicate: self.predicate.clone(),
-            rejection: self.rejection.clone(),
-            _claims: PhantomData,
-        }
-    }
-}
-
-impl<S: fmt::Debug, P, C, R> fmt::Debug for RequireClaim<S, P, C, R> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RequireClaim")
-            .field("inner", &self.inner)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<S, P, C, R, ReqB, ResB> Service<Request<ReqB>> for RequireClaim<S, P, C, R>
-where
-    S: Service<Request<ReqB>, Response = Response<ResB>>,
-    P: ClaimPredicate<C>,
-    C: Send + Sync + 'static,
-    R: OnRejection<ResB>,
-{
-    type Response = Response<ResB>;
-    type Error = S::Error;
-    type Future = ResponseFuture<S, ReqB, R>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request<ReqB>) -> Self::Future {
-        let verdict = match req.extensions().get::<Principal<C>>() {
-            Some(principal) if self.predicate.check(principal.claims()) => Ok(()),
-            Some(_) => Err(AuthError::forbidden(
-                "the token's claims do not admit it to this resource",
-            )),
-            None => Err(AuthError::missing_token()),
-        };
-        match verdict {
-            Ok(()) => ResponseFuture::called(self.inner.call(req)),
-            Err(error) => ResponseFuture::rejected(&mut self.rejection, error),
-        }
+        })
     }
 }
 

@@ -73,6 +73,8 @@ mod layer;
 mod policy;
 
 pub use crate::authorities::{Authorities, AuthoritySource, MAX_AUTHORITIES};
-pub use claim::{ClaimIn, ClaimLookup, ClaimPredicate, RequireClaim, RequireClaimLayer};
+pub use claim::{
+    ClaimIn, ClaimLookup, ClaimPredicate, ClaimRequirement, RequireClaim, RequireClaimLayer,
+};
 pub use layer::{RequireAuthority, RequireAuthorityLayer, RequireRoleLayer};
 pub use policy::AuthorityPolicy;
