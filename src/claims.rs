@@ -2,11 +2,15 @@
 //! over the claims validation needs (every other claim is skipped here and read by the typed
 //! claims afterwards), the time rules, the audience rule and where scopes come from.
 
-use std::{borrow::Cow, fmt, time::Duration};
+use std::{borrow::Cow, fmt, sync::Arc, time::Duration};
 
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-use crate::{error::AuthError, principal::Scopes};
+use crate::{
+    clock::system_time,
+    error::AuthError,
+    principal::{Principal, Scopes, UserAuthentication},
+};
 
 /// Default clock leeway for `exp`, `nbf` and `iat`: 30 seconds.
 pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
@@ -206,6 +210,29 @@ pub(crate) struct ClaimsView<'de> {
 }
 
 impl ClaimsView<'_> {
+    /// The principal of a token (or introspection answer) that passed every check, with
+    /// these claims: subject, scopes (read as `scope_claim` says), expiry, the user's
+    /// authentication and the `cnf` binding, which the layer checks against the request.
+    pub(crate) fn into_principal<C>(
+        self,
+        issuer: Arc<str>,
+        scope_claim: &ScopeClaim,
+        claims: C,
+    ) -> Principal<C> {
+        let scopes = scope_claim.scopes(&self);
+        let user =
+            UserAuthentication::new(self.acr.as_deref(), self.auth_time.and_then(system_time));
+        Principal::new_confirmed(
+            issuer,
+            self.sub.map(|s| s.into_owned().into_boxed_str()),
+            scopes,
+            self.exp.and_then(system_time),
+            user,
+            claims,
+            self.cnf,
+        )
+    }
+
     /// Whether the claims mark an OpenID Connect ID token (or a Keycloak refresh token), not
     /// an access token: `at_hash`, `c_hash` or `s_hash` (ID-token-only hashes, OIDC Core
     /// §3.1.3.6, §3.3.2.11, FAPI), a `typ` claim of `ID`, `Refresh` or `Offline`

@@ -8,9 +8,8 @@ use serde::{Deserialize, de::DeserializeOwned};
 use crate::{
     authorities::AuthorityClaims,
     claims::{self, ScopeClaim, TimeRules},
-    clock::system_time,
     error::AuthError,
-    principal::{Principal, UserAuthentication},
+    principal::Principal,
 };
 
 /// The rules an answer is held to; fixed at `build()`.
@@ -146,20 +145,12 @@ pub(super) fn decide<C: DeserializeOwned>(
             .map_or(rules.max_ttl, |left| left.min(rules.max_ttl)),
         None => rules.max_ttl,
     };
-    let scopes = rules.scope_claim.scopes(&view);
     let authorities = rules.authorities.extract(body)?;
     Ok(Active {
         ttl,
-        principal: Principal::new_confirmed(
-            Arc::clone(&rules.issuer),
-            view.sub.map(|s| s.into_owned().into_boxed_str()),
-            scopes,
-            view.exp.and_then(system_time),
-            UserAuthentication::new(view.acr.as_deref(), view.auth_time.and_then(system_time)),
-            claims,
-            view.cnf,
-        )
-        .with_authorities(authorities),
+        principal: view
+            .into_principal(Arc::clone(&rules.issuer), &rules.scope_claim, claims)
+            .with_authorities(authorities),
     })
 }
 

@@ -57,10 +57,10 @@ use crate::{
     authenticate::{Authenticate, Authentication},
     authorities::AuthorityClaims,
     claims::{self, ScopeClaim, TimeRules},
-    clock::{system_time, unix_now},
+    clock::unix_now,
     error::AuthError,
     jwks::{JwksCache, Keys},
-    principal::{Principal, RegisteredClaims, UserAuthentication},
+    principal::{Principal, RegisteredClaims},
 };
 use cache::TokenCache;
 use header::TypPolicy;
@@ -291,7 +291,6 @@ where
         let claims: C = serde_json::from_slice(&payload).map_err(|_| {
             AuthError::invalid_token("the token's claims do not have the expected shape")
         })?;
-        let scopes = inner.scope_claim.scopes(&view);
         let authorities = inner.authorities.extract(&payload)?;
         let issuer = if templated {
             Arc::from(iss)
@@ -299,18 +298,10 @@ where
             Arc::clone(cache.issuer())
         };
         let times = (view.exp, view.nbf, view.iat);
-        // A `cnf` binding travels with the principal; the layer checks it against the request.
-        let principal = Principal::new_confirmed(
-            issuer,
-            view.sub.map(|s| s.into_owned().into_boxed_str()),
-            scopes,
-            view.exp.and_then(system_time),
-            UserAuthentication::new(view.acr.as_deref(), view.auth_time.and_then(system_time)),
-            claims,
-            view.cnf,
-        )
-        .with_authorities(authorities)
-        .with_key_id(verified_by.kid.as_ref());
+        let principal = view
+            .into_principal(issuer, &inner.scope_claim, claims)
+            .with_authorities(authorities)
+            .with_key_id(verified_by.kid.as_ref());
         // Tokens of a tenant template are not remembered: their keys live in per-tenant
         // caches the entry could not be checked against.
         if let (Some(verified), Some(probe), false) = (&self.verified, probe, templated) {
