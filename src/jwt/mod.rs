@@ -327,36 +327,36 @@ where
         verified: &TokenCache<C>,
         probe: &cache::Probe<'_>,
     ) -> Result<Option<Principal<C>>, AuthError> {
-        let Some(hit) = verified.get(probe) else {
-            crate::metrics::token_cache(false);
-            return Ok(None);
+        let outcome = match verified.get(probe) {
+            None => Ok(None),
+            Some(hit) => self.recheck(hit).inspect(|principal| {
+                if principal.is_none() {
+                    verified.remove(probe);
+                }
+            }),
         };
+        // A hit is the cache answering, a rejection included; a miss, a full validation.
+        crate::metrics::token_cache(!matches!(outcome, Ok(None)));
+        outcome
+    }
+
+    /// A remembered token's principal, after the time claims are checked again (the same
+    /// rule, on the same values, as for a token seen the first time) and its key is found
+    /// still in its issuer's set; `None` when the key has gone.
+    fn recheck(&self, hit: cache::Verified<C>) -> Result<Option<Principal<C>>, AuthError> {
         let times = claims::ClaimsView {
             exp: hit.exp,
             nbf: hit.nbf,
             iat: hit.iat,
             ..Default::default()
         };
-        // The same rule, on the same values, as for a token seen the first time: the cache
-        // answered (a rejection), which counts as a hit.
-        self.inner
-            .time
-            .check(&times, unix_now(), true)
-            .inspect_err(|_| {
-                crate::metrics::token_cache(true);
-            })?;
+        self.inner.time.check(&times, unix_now(), true)?;
         let key_present = self.inner.issuers[..self.inner.exact]
             .get(hit.issuer)
             .is_some_and(|cache| {
                 matches!(cache.current(Instant::now()), Keys::Ready { keys, .. } if keys.has_key(hit.key))
             });
-        crate::metrics::token_cache(key_present);
-        if key_present {
-            Ok(Some(hit.principal))
-        } else {
-            verified.remove(probe);
-            Ok(None)
-        }
+        Ok(key_present.then_some(hit.principal))
     }
 
     /// The answer when a retry still cannot decide.
