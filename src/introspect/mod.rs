@@ -167,7 +167,7 @@ where
                 .as_ref()
                 .map_or(inner.negative_ttl, |active| active.ttl);
             // A failed write only costs other replicas a call of their own.
-            let _ = tier.put(shared_key, &body, ttl).await;
+            let _ = tier.put(shared_key, body, ttl).await;
         }
         decided.map_err(Failure::Refused)
     }

@@ -31,7 +31,7 @@ pub trait SharedCache: Send + Sync + 'static {
     fn get(&self, key: &SharedKey) -> SharedFuture<Option<Vec<u8>>>;
 
     /// Stores `answer` under `key` for `ttl`, replacing any value.
-    fn put(&self, key: &SharedKey, answer: &[u8], ttl: Duration) -> SharedFuture<()>;
+    fn put(&self, key: &SharedKey, answer: Vec<u8>, ttl: Duration) -> SharedFuture<()>;
 }
 
 /// Where a token's answer is shared: a SHA-256 digest of the issuer and of the token's own

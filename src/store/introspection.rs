@@ -74,10 +74,9 @@ impl SharedCache for RedisIntrospectionCache {
         Box::pin(async move { store.get(&key).await.map_err(unusable) })
     }
 
-    fn put(&self, key: &SharedKey, answer: &[u8], ttl: Duration) -> SharedFuture<()> {
+    fn put(&self, key: &SharedKey, answer: Vec<u8>, ttl: Duration) -> SharedFuture<()> {
         let store = self.store.clone();
         let key = hex_key("introspect:", key.as_bytes());
-        let answer = answer.to_vec();
         Box::pin(async move { store.set(&key, &answer, ttl).await.map_err(unusable) })
     }
 }
