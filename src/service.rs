@@ -74,6 +74,21 @@ impl Config {
     }
 }
 
+/// The end of an authentication that waited: the request, or the refusal recorded in the
+/// span and decorated for DPoP.
+fn settle<ReqB>(
+    admitted: Result<(), AuthError>,
+    req: Request<ReqB>,
+    config: &Config,
+    span: &AuthSpan,
+    scheme: Scheme,
+) -> Result<Request<ReqB>, AuthError> {
+    admitted.map(|()| req).map_err(|error| {
+        span.record(Err(&error));
+        config.dpop.decorate(error, scheme)
+    })
+}
+
 impl<S, A, R, ReqB, ResB> Service<Request<ReqB>> for BearerAuth<S, A, R>
 where
     S: Service<Request<ReqB>, Response = Response<ResB>> + Clone,
@@ -139,13 +154,7 @@ where
                                 config.admit(&mut req, principal, &span)
                             }
                             .await;
-                            match admitted {
-                                Ok(()) => Ok(req),
-                                Err(error) => {
-                                    span.record(Err(&error));
-                                    Err(config.dpop.decorate(error, scheme))
-                                }
-                            }
+                            settle(admitted, req, &config, &span, scheme)
                         }))
                     }
                     Err(error) => {
@@ -168,13 +177,7 @@ where
                         config.admit(&mut req, principal, &span)
                     }
                     .await;
-                    match admitted {
-                        Ok(()) => Ok(req),
-                        Err(error) => {
-                            span.record(Err(&error));
-                            Err(config.dpop.decorate(error, scheme))
-                        }
-                    }
+                    settle(admitted, req, &config, &span, scheme)
                 }))
             }
         }
