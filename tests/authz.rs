@@ -483,30 +483,50 @@ async fn made_up_tenants_do_not_cause_fetches() {
     assert_eq!(server.jwks_hits(), before, "refused before any key lookup");
 }
 
+/// A key set of `key`, with roles read from the `roles` claim.
+#[cfg(feature = "tonic")]
+fn roles_jwt(key: &TestKey) -> Jwt {
+    Jwt::builder()
+        .issuer_with_jwks(ISSUER, jwks(&[key]))
+        .audience(AUDIENCE)
+        .authorities(AuthoritySource::path("roles"))
+        .build()
+        .expect("valid")
+}
+
+/// The `grpc-status` of a gRPC call to `path` with `token`; `None` when the call passed.
+#[cfg(feature = "tonic")]
+async fn grpc_status(app: &Router, path: &str, token: &str) -> Option<String> {
+    let request = Request::post(path)
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .header(header::CONTENT_TYPE, "application/grpc")
+        .body(Body::empty())
+        .expect("request");
+    let response = app.clone().oneshot(request).await.expect("infallible");
+    response
+        .headers()
+        .get("grpc-status")
+        .map(|v| v.to_str().expect("ascii").to_owned())
+}
+
 #[cfg(feature = "tonic")]
 #[tokio::test]
 async fn grpc_role_policy_answers_permission_denied() {
     use portcullis::grpc::GrpcRejection;
 
     let key = TestKey::rsa_a();
-    let jwt = Jwt::builder()
-        .issuer_with_jwks(ISSUER, jwks(&[&key]))
-        .audience(AUDIENCE)
-        .authorities(AuthoritySource::path("roles"))
-        .build()
-        .expect("valid");
+    let jwt = roles_jwt(&key);
     let app = Router::new()
         .route("/pkg.Svc/Method", axum::routing::post(|| async { "ok" }))
         .route_layer(RequireRoleLayer::all(["admin"]).on_rejection(GrpcRejection::new()))
         .layer(BearerAuthLayer::new(jwt).grpc());
     let token = mint(&key, claims(ISSUER, json!({ "roles": ["user"] })));
-    let request = Request::post("/pkg.Svc/Method")
-        .header(header::AUTHORIZATION, format!("Bearer {token}"))
-        .header(header::CONTENT_TYPE, "application/grpc")
-        .body(Body::empty())
-        .expect("request");
-    let response = app.oneshot(request).await.expect("infallible");
-    assert_eq!(response.headers()["grpc-status"], "7");
+    assert_eq!(
+        grpc_status(&app, "/pkg.Svc/Method", &token)
+            .await
+            .as_deref(),
+        Some("7")
+    );
 }
 
 /// Each issuer's tokens must name that issuer's own audience: a token from one issuer for
@@ -881,12 +901,7 @@ async fn grpc_roles_per_method() {
     use portcullis::grpc::MethodAuthoritiesLayer;
 
     let key = TestKey::rsa_a();
-    let jwt = Jwt::builder()
-        .issuer_with_jwks(ISSUER, jwks(&[&key]))
-        .audience(AUDIENCE)
-        .authorities(AuthoritySource::path("roles"))
-        .build()
-        .expect("valid");
+    let jwt = roles_jwt(&key);
     let app = Router::new()
         .route("/shop.v1.Shop/Get", axum::routing::post(|| async { "ok" }))
         .route(
@@ -901,34 +916,21 @@ async fn grpc_roles_per_method() {
         )
         .layer(BearerAuthLayer::new(jwt).grpc());
     let clerk = mint(&key, claims(ISSUER, json!({ "roles": ["clerk"] })));
-    let status = |path: &'static str, token: String| {
-        let app = app.clone();
-        async move {
-            let request = Request::post(path)
-                .header(header::AUTHORIZATION, format!("Bearer {token}"))
-                .header(header::CONTENT_TYPE, "application/grpc")
-                .body(Body::empty())
-                .expect("request");
-            let response = app.oneshot(request).await.expect("infallible");
-            response
-                .headers()
-                .get("grpc-status")
-                .map(|v| v.to_str().expect("ascii").to_owned())
-        }
-    };
     assert_eq!(
-        status("/shop.v1.Shop/Get", clerk.clone()).await,
+        grpc_status(&app, "/shop.v1.Shop/Get", &clerk).await,
         None,
         "passed"
     );
     assert_eq!(
-        status("/shop.v1.Shop/Restock", clerk.clone())
+        grpc_status(&app, "/shop.v1.Shop/Restock", &clerk)
             .await
             .as_deref(),
         Some("7")
     );
     assert_eq!(
-        status("/shop.v1.Other/Get", clerk).await.as_deref(),
+        grpc_status(&app, "/shop.v1.Other/Get", &clerk)
+            .await
+            .as_deref(),
         Some("7"),
         "unmapped"
     );
