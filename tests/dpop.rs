@@ -102,6 +102,11 @@ impl Answer {
 
 /// Sends `method` `url` with `Authorization: {scheme} {token}` and each of `proofs` as a
 /// `DPoP` header.
+/// `GET url` with `Authorization: DPoP token` and one `DPoP` proof.
+async fn get_dpop(url: &str, token: &str, proof: &str) -> Answer {
+    send("GET", url, "DPoP", token, &[proof]).await
+}
+
 async fn send(method: &str, url: &str, scheme: &str, token: &str, proofs: &[&str]) -> Answer {
     let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
     let mut request = client()
@@ -137,12 +142,12 @@ async fn accepted_then_attacks_refused(url: &str, token: &str, key: &DpopKey, la
 
     // Accepted, and the principal names the key.
     let proof = key.proof("GET", &me, Some(token));
-    let ok = send("GET", &me, "DPoP", token, &[&proof]).await;
+    let ok = get_dpop(&me, token, &proof).await;
     assert_eq!(ok.status, StatusCode::OK, "{label}: {ok:?}");
     assert_eq!(ok.json()["jkt"], key.thumbprint(), "{label}");
 
     // The same proof again: a replay.
-    let replay = send("GET", &me, "DPoP", token, &[&proof]).await;
+    let replay = get_dpop(&me, token, &proof).await;
     assert_eq!(
         replay.status,
         StatusCode::UNAUTHORIZED,
@@ -310,14 +315,7 @@ async fn accepted_then_attacks_refused(url: &str, token: &str, key: &DpopKey, la
     }
 
     // After all that, a fresh proof still works.
-    let fresh = send(
-        "GET",
-        &me,
-        "DPoP",
-        token,
-        &[&key.proof("GET", &me, Some(token))],
-    )
-    .await;
+    let fresh = get_dpop(&me, token, &key.proof("GET", &me, Some(token))).await;
     assert_eq!(fresh.status, StatusCode::OK, "{label}: {fresh:?}");
 }
 
@@ -339,14 +337,7 @@ async fn dpop_bound_jwt_from_the_provider_is_accepted_and_attacks_are_refused() 
     assert_eq!(answer.json()["jkt"], Value::Null);
     // …but not under the DPoP scheme.
     let me = format!("{url}/me");
-    let answer = send(
-        "GET",
-        &me,
-        "DPoP",
-        &bearer,
-        &[&key.proof("GET", &me, Some(&bearer))],
-    )
-    .await;
+    let answer = get_dpop(&me, &bearer, &key.proof("GET", &me, Some(&bearer))).await;
     assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{answer:?}");
     assert!(
         answer.dpop().contains(r#"error="invalid_token""#),
@@ -377,14 +368,7 @@ async fn nonce_round_trip() {
     let me = format!("{url}/me");
 
     // No nonce: use_dpop_nonce with a fresh DPoP-Nonce.
-    let first = send(
-        "GET",
-        &me,
-        "DPoP",
-        &token,
-        &[&key.proof("GET", &me, Some(&token))],
-    )
-    .await;
+    let first = get_dpop(&me, &token, &key.proof("GET", &me, Some(&token))).await;
     assert_eq!(first.status, StatusCode::UNAUTHORIZED, "{first:?}");
     assert!(
         first.dpop().contains(r#"error="use_dpop_nonce""#),
@@ -395,14 +379,7 @@ async fn nonce_round_trip() {
     // A made-up nonce: the same answer.
     let mut claims = key.claims("GET", &me, Some(&token));
     claims["nonce"] = json!("bm90IGEgbm9uY2UgZnJvbSB0aGlzIHNlcnZlcg");
-    let forged = send(
-        "GET",
-        &me,
-        "DPoP",
-        &token,
-        &[&key.sign(&key.header(), &claims)],
-    )
-    .await;
+    let forged = get_dpop(&me, &token, &key.sign(&key.header(), &claims)).await;
     assert_eq!(forged.status, StatusCode::UNAUTHORIZED, "{forged:?}");
     assert!(
         forged.dpop().contains(r#"error="use_dpop_nonce""#),
@@ -412,14 +389,7 @@ async fn nonce_round_trip() {
     // The server's nonce: accepted.
     let mut claims = key.claims("GET", &me, Some(&token));
     claims["nonce"] = json!(nonce);
-    let ok = send(
-        "GET",
-        &me,
-        "DPoP",
-        &token,
-        &[&key.sign(&key.header(), &claims)],
-    )
-    .await;
+    let ok = get_dpop(&me, &token, &key.sign(&key.header(), &claims)).await;
     assert_eq!(ok.status, StatusCode::OK, "{ok:?}");
     assert_eq!(ok.json()["jkt"], key.thumbprint());
 }
@@ -441,14 +411,7 @@ async fn dpop_required_refuses_bearer_tokens_and_offers_only_dpop() {
         "{refused:?}"
     );
 
-    let ok = send(
-        "GET",
-        &me,
-        "DPoP",
-        &bound,
-        &[&key.proof("GET", &me, Some(&bound))],
-    )
-    .await;
+    let ok = get_dpop(&me, &bound, &key.proof("GET", &me, Some(&bound))).await;
     assert_eq!(ok.status, StatusCode::OK, "{ok:?}");
 }
 
@@ -464,23 +427,9 @@ async fn public_url_is_the_htu_behind_a_proxy() {
     let me = format!("{url}/me");
 
     let public = "https://api.example.com:443/base/me?ignored=1";
-    let ok = send(
-        "GET",
-        &me,
-        "DPoP",
-        &token,
-        &[&key.proof("GET", public, Some(&token))],
-    )
-    .await;
+    let ok = get_dpop(&me, &token, &key.proof("GET", public, Some(&token))).await;
     assert_eq!(ok.status, StatusCode::OK, "{ok:?}");
-    let local = send(
-        "GET",
-        &me,
-        "DPoP",
-        &token,
-        &[&key.proof("GET", &me, Some(&token))],
-    )
-    .await;
+    let local = get_dpop(&me, &token, &key.proof("GET", &me, Some(&token))).await;
     assert_eq!(local.status, StatusCode::UNAUTHORIZED, "{local:?}");
     assert!(local.dpop().contains("another URI"), "{local:?}");
 }
