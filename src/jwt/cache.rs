@@ -405,6 +405,19 @@ mod tests {
         format!("token-{i}")
     }
 
+    /// Remembers `token` (verified by key 1 of issuer 0) until `exp`, its claims
+    /// `claims_len` bytes long.
+    fn remember(cache: &TokenCache<()>, token: &str, exp: Option<f64>, claims_len: usize) {
+        cache.insert(
+            cache.probe(token),
+            principal(),
+            0,
+            1,
+            (exp, None, None),
+            claims_len,
+        );
+    }
+
     fn far_exp() -> Option<f64> {
         Some(crate::clock::unix_now() + 3600.0)
     }
@@ -418,14 +431,7 @@ mod tests {
         };
         let cache = TokenCache::<()>::new(config).expect("enabled");
         for i in 0..200_000u64 {
-            cache.insert(
-                cache.probe(&token_of(i)),
-                principal(),
-                0,
-                1,
-                (far_exp(), None, None),
-                300,
-            );
+            remember(&cache, &token_of(i), far_exp(), 300);
             if i % 20_000 == 19_999 {
                 cache.settle();
                 let (entries, bytes) = cache.usage();
@@ -446,23 +452,9 @@ mod tests {
             max_bytes: DEFAULT_TOKEN_CACHE_MAX_BYTES,
         };
         let cache = TokenCache::<()>::new(config).expect("enabled");
-        cache.insert(
-            cache.probe("hot"),
-            principal(),
-            0,
-            1,
-            (far_exp(), None, None),
-            300,
-        );
+        remember(&cache, "hot", far_exp(), 300);
         for i in 0..50_000u64 {
-            cache.insert(
-                cache.probe(&token_of(i)),
-                principal(),
-                0,
-                1,
-                (far_exp(), None, None),
-                300,
-            );
+            remember(&cache, &token_of(i), far_exp(), 300);
             if i % 100 == 0 {
                 assert!(
                     cache.get(&cache.probe("hot")).is_some(),
@@ -487,14 +479,7 @@ mod tests {
         };
         let cache = TokenCache::<()>::new(config).expect("enabled");
         for i in 0..200_000u64 {
-            cache.insert(
-                cache.probe(&token_of(i)),
-                principal(),
-                0,
-                1,
-                (far_exp(), None, None),
-                8_000,
-            );
+            remember(&cache, &token_of(i), far_exp(), 8_000);
         }
         cache.settle();
         let (entries, bytes) = cache.usage();
@@ -506,22 +491,8 @@ mod tests {
     fn an_entry_never_outlives_exp() {
         let cache = TokenCache::<()>::new(TokenCacheConfig::default()).expect("enabled");
         let now = crate::clock::unix_now();
-        cache.insert(
-            cache.probe(&token_of(1)),
-            principal(),
-            0,
-            1,
-            (Some(now - 1.0), None, None),
-            300,
-        );
-        cache.insert(
-            cache.probe(&token_of(2)),
-            principal(),
-            0,
-            1,
-            (Some(now + 3600.0), None, None),
-            300,
-        );
+        remember(&cache, &token_of(1), Some(now - 1.0), 300);
+        remember(&cache, &token_of(2), Some(now + 3600.0), 300);
         assert!(
             cache.get(&cache.probe(&token_of(1))).is_none(),
             "already expired"
@@ -533,14 +504,7 @@ mod tests {
     fn a_token_with_the_same_hash_is_not_a_hit() {
         let cache = TokenCache::<()>::new(TokenCacheConfig::default()).expect("enabled");
         let stored = token_of(1);
-        cache.insert(
-            cache.probe(&stored),
-            principal(),
-            0,
-            1,
-            (far_exp(), None, None),
-            300,
-        );
+        remember(&cache, &stored, far_exp(), 300);
         // Another token that lands on the same hash (which an outsider cannot aim at, the
         // hash being keyed) is compared in full and misses; nor can it remove the entry.
         let other = Probe {
