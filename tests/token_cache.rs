@@ -45,12 +45,8 @@ async fn a_remembered_token_is_refused_with_401_once_it_expires() {
     );
 }
 
-#[tokio::test]
-async fn a_key_removed_from_the_jwk_set_fails_its_remembered_tokens_on_next_use() {
-    let leaving = TestKey::rsa_a().with_kid("leaving");
-    let staying = TestKey::ec_p256().with_kid("staying");
-    let server = IssuerServer::start(jwks(&[&leaving, &staying])).await;
-    let cooldown = Duration::from_millis(100);
+/// A `Jwt` fetching `server`'s key set with a refresh `cooldown`, its keys already loaded.
+async fn warm_jwt(server: &IssuerServer, cooldown: Duration) -> Jwt {
     let jwt = Jwt::builder()
         .issuer_with_jwks_uri(server.issuer(), server.jwks_uri())
         .audience(AUDIENCE)
@@ -58,6 +54,16 @@ async fn a_key_removed_from_the_jwk_set_fails_its_remembered_tokens_on_next_use(
         .build()
         .expect("config");
     jwt.refresh().await.expect("warm-up");
+    jwt
+}
+
+#[tokio::test]
+async fn a_key_removed_from_the_jwk_set_fails_its_remembered_tokens_on_next_use() {
+    let leaving = TestKey::rsa_a().with_kid("leaving");
+    let staying = TestKey::ec_p256().with_kid("staying");
+    let server = IssuerServer::start(jwks(&[&leaving, &staying])).await;
+    let cooldown = Duration::from_millis(100);
+    let jwt = warm_jwt(&server, cooldown).await;
     let app = app(jwt.clone());
     let old = mint(&leaving, default_claims(server.issuer(), AUDIENCE));
     let kept = mint(&staying, default_claims(server.issuer(), AUDIENCE));
@@ -92,13 +98,7 @@ async fn a_key_that_changes_its_algorithms_fails_its_remembered_tokens() {
     let rs = TestKey::rsa_a().with_kid("k");
     let server = IssuerServer::start(jwks(&[&rs])).await;
     let cooldown = Duration::from_millis(100);
-    let jwt = Jwt::builder()
-        .issuer_with_jwks_uri(server.issuer(), server.jwks_uri())
-        .audience(AUDIENCE)
-        .jwks_refresh_cooldown(cooldown)
-        .build()
-        .expect("config");
-    jwt.refresh().await.expect("warm-up");
+    let jwt = warm_jwt(&server, cooldown).await;
     let app = app(jwt.clone());
     let token = mint(&rs, default_claims(server.issuer(), AUDIENCE));
     assert_eq!(call(&app, "/me", Some(&token)).await.status, StatusCode::OK);
