@@ -328,7 +328,7 @@ impl<C> IntrospectionBuilder<C> {
 
     http_option_setters!();
 
-    /// Clock skew tolerated on `exp` and `nbf`. Default: 30 seconds; at most 5 minutes.
+    /// Clock skew tolerated on `exp`, `nbf` and `iat`. Default: 30 seconds; at most 5 minutes.
     pub fn leeway(mut self, leeway: Duration) -> Self {
         self.claim_rules.leeway = leeway;
         self
