@@ -19,14 +19,12 @@ use axum::{
 };
 use axum_server::tls_rustls::RustlsConfig;
 use portcullis::{Introspection, IntrospectionBuilder};
-use rustls::{
-    RootCertStore, ServerConfig, pki_types::CertificateDer, server::WebPkiClientVerifier,
-};
+use rustls::{ServerConfig, pki_types::CertificateDer, server::WebPkiClientVerifier};
 use serde_json::Value;
 use support::introspection::{
     AUDIENCE, ISSUER, active, app, assert_accepted, assert_unavailable, lock, send,
 };
-use support::pki::{Leaf, TestCa};
+use support::pki::{Leaf, TestCa, provider, root_store};
 
 const CLIENT_ID: &str = "tls-resource-server";
 const TOKEN: &str = "opaque-token-for-tls-client-auth";
@@ -50,10 +48,6 @@ fn pki() -> Pki {
     }
 }
 
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
-}
-
 /// What the endpoint received: the form fields and whether an `Authorization` header came.
 #[derive(Default)]
 struct Seen {
@@ -63,9 +57,7 @@ struct Seen {
 /// The introspection endpoint over TLS on 127.0.0.1; a handshake without a client
 /// certificate from the CA fails, so only authenticated clients reach the handler.
 async fn serve_endpoint(pki: &Pki) -> (String, Arc<Mutex<Seen>>) {
-    let mut roots = RootCertStore::empty();
-    roots.add(pki.ca_der.clone()).expect("CA in the root store");
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+    let verifier = WebPkiClientVerifier::builder_with_provider(root_store(&pki.ca_der), provider())
         .build()
         .expect("client verifier (certificates required)");
     let config = ServerConfig::builder_with_provider(provider())

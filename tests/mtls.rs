@@ -14,7 +14,7 @@ use http::{Request, StatusCode, header};
 use hyper_util::rt::TokioIo;
 use portcullis::{BearerAuthLayer, ClientCertificate, Jwt, Principal};
 use rustls::{
-    ClientConfig, RootCertStore, ServerConfig,
+    ClientConfig, ServerConfig,
     pki_types::{CertificateDer, ServerName},
     server::WebPkiClientVerifier,
 };
@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use support::{
     dpop::{DpopKey, now},
-    pki::{Leaf, TestCa},
+    pki::{Leaf, TestCa, provider, root_store},
 };
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
@@ -53,16 +53,6 @@ fn pki() -> Pki {
     }
 }
 
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
-}
-
-fn roots(ca: &CertificateDer<'static>) -> Arc<RootCertStore> {
-    let mut roots = RootCertStore::empty();
-    roots.add(ca.clone()).expect("CA in the root store");
-    Arc::new(roots)
-}
-
 async fn me(principal: Principal) -> Json<Value> {
     Json(json!({
         "x5t#S256": principal.confirmation().and_then(|c| c.certificate_thumbprint()),
@@ -72,7 +62,7 @@ async fn me(principal: Principal) -> Json<Value> {
 /// An HTTPS API on 127.0.0.1 that asks for (but does not demand) client certificates and
 /// hands the verified one to the layer. Returns its port.
 async fn serve_tls(pki: &Pki, jwt: Jwt) -> u16 {
-    let verifier = WebPkiClientVerifier::builder_with_provider(roots(&pki.ca), provider())
+    let verifier = WebPkiClientVerifier::builder_with_provider(root_store(&pki.ca), provider())
         .allow_unauthenticated()
         .build()
         .expect("client verifier");
@@ -129,7 +119,7 @@ async fn get_me(
     let builder = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .expect("protocol versions")
-        .with_root_certificates(roots(&pki.ca));
+        .with_root_certificates(root_store(&pki.ca));
     let config = match client {
         Some(leaf) => builder
             .with_client_auth_cert(vec![leaf.cert.clone()], leaf.key())

@@ -5,7 +5,25 @@ use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, KeyUsagePurpose,
 };
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use std::sync::Arc;
+
+use rustls::{
+    RootCertStore,
+    crypto::CryptoProvider,
+    pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer},
+};
+
+/// The rustls crypto provider the TLS tests build their configurations with.
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+/// A root store trusting only `ca`.
+pub fn root_store(ca: &CertificateDer<'static>) -> Arc<RootCertStore> {
+    let mut roots = RootCertStore::empty();
+    roots.add(ca.clone()).expect("CA in the root store");
+    Arc::new(roots)
+}
 
 /// A fresh CA: its certificate is what a test trusts.
 pub struct TestCa {
