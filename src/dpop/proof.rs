@@ -5,7 +5,6 @@ use std::borrow::Cow;
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use http::Method;
-use jsonwebtoken::DecodingKey;
 use serde::{Deserialize, Deserializer, de::IgnoredAny};
 use sha2::{Digest, Sha256};
 
@@ -13,12 +12,14 @@ use super::{nonce::Nonces, replay::ReplayKey};
 use crate::{
     alg::{AlgSet, Algorithm},
     error::{AuthError, ErrorKind},
+    jwks::{
+        keys::{self, RawJwk},
+        verifier::Verifier,
+    },
 };
 
 /// The longest `jti` accepted.
 const MAX_JTI_LEN: usize = 256;
-/// The smallest RSA modulus accepted, in bytes (2048 bits).
-const MIN_RSA_MODULUS_LEN: usize = 256;
 
 pub(crate) fn invalid(description: &'static str) -> AuthError {
     AuthError::new(ErrorKind::InvalidDpopProof, description)
@@ -68,38 +69,6 @@ struct RawHeader<'a> {
 }
 
 #[derive(Deserialize)]
-struct RawJwk {
-    kty: String,
-    #[serde(default)]
-    crv: Option<String>,
-    #[serde(default)]
-    n: Option<String>,
-    #[serde(default)]
-    e: Option<String>,
-    #[serde(default)]
-    x: Option<String>,
-    #[serde(default)]
-    y: Option<String>,
-    // Private or symmetric members: such a `jwk` is refused.
-    #[serde(default, deserialize_with = "present")]
-    d: bool,
-    #[serde(default, deserialize_with = "present")]
-    p: bool,
-    #[serde(default, deserialize_with = "present")]
-    q: bool,
-    #[serde(default, deserialize_with = "present")]
-    dp: bool,
-    #[serde(default, deserialize_with = "present")]
-    dq: bool,
-    #[serde(default, deserialize_with = "present")]
-    qi: bool,
-    #[serde(default, deserialize_with = "present")]
-    oth: bool,
-    #[serde(default, deserialize_with = "present")]
-    k: bool,
-}
-
-#[derive(Deserialize)]
 struct RawClaims<'a> {
     #[serde(borrow)]
     jti: Cow<'a, str>,
@@ -122,62 +91,26 @@ fn object<'de, T: Deserialize<'de>>(json: &'de [u8]) -> Option<T> {
     serde_json::from_slice(json).ok()
 }
 
-fn b64_len(member: &str) -> Result<usize, AuthError> {
-    URL_SAFE_NO_PAD
-        .decode(member)
-        .map(|bytes| bytes.iter().skip_while(|b| **b == 0).count())
-        .map_err(|_| invalid("the DPoP proof key is not valid base64url"))
-}
-
-/// The verification key, the algorithms it allows and its RFC 7638 thumbprint input.
-fn key(jwk: &RawJwk) -> Result<(DecodingKey, AlgSet, String), AuthError> {
-    if jwk.d || jwk.p || jwk.q || jwk.dp || jwk.dq || jwk.qi || jwk.oth || jwk.k {
-        return Err(invalid("the DPoP proof key carries private members"));
+/// The proof key's verifier for `alg` and its RFC 7638 thumbprint input, through the JWK
+/// reading of key sets: the same checks (no private members, RSA of at least 2048 bits,
+/// P-256, P-384, Ed25519) and the crate's crypto backend.
+fn key(jwk: &RawJwk, alg: Algorithm) -> Result<(Verifier, String), AuthError> {
+    let (algs, material) = keys::material(jwk).map_err(|reason| {
+        if reason == keys::PRIVATE_MATERIAL {
+            invalid("the DPoP proof key carries private members")
+        } else {
+            invalid("the DPoP proof key is not a usable public key")
+        }
+    })?;
+    if !algs.contains(alg) {
+        return Err(invalid("the DPoP proof's algorithm does not fit its key"));
     }
-    let bad = || invalid("the DPoP proof key is not a usable public key");
-    match (jwk.kty.as_str(), jwk.crv.as_deref()) {
-        ("RSA", _) => {
-            let (Some(n), Some(e)) = (&jwk.n, &jwk.e) else {
-                return Err(bad());
-            };
-            if b64_len(n)? < MIN_RSA_MODULUS_LEN || !(1..=8).contains(&b64_len(e)?) {
-                return Err(bad());
-            }
-            let key = DecodingKey::from_rsa_components(n, e).map_err(|_| bad())?;
-            // RFC 7638 §3.2: the required members, lexicographic order, no whitespace.
-            let canonical = format!(r#"{{"e":"{e}","kty":"RSA","n":"{n}"}}"#);
-            Ok((key, AlgSet::RSA, canonical))
-        }
-        ("EC", Some(crv @ ("P-256" | "P-384"))) => {
-            let (Some(x), Some(y)) = (&jwk.x, &jwk.y) else {
-                return Err(bad());
-            };
-            let (alg, len) = if crv == "P-256" {
-                (Algorithm::ES256, 32)
-            } else {
-                (Algorithm::ES384, 48)
-            };
-            if b64_len(x)? > len || b64_len(y)? > len {
-                return Err(bad());
-            }
-            let key = DecodingKey::from_ec_components(x, y).map_err(|_| bad())?;
-            let canonical = format!(r#"{{"crv":"{crv}","kty":"EC","x":"{x}","y":"{y}"}}"#);
-            Ok((key, AlgSet::one(alg), canonical))
-        }
-        ("OKP", Some("Ed25519")) => {
-            let Some(x) = &jwk.x else {
-                return Err(bad());
-            };
-            let len = URL_SAFE_NO_PAD.decode(x).map_err(|_| bad())?.len();
-            if len != 32 {
-                return Err(bad());
-            }
-            let key = DecodingKey::from_ed_components(x).map_err(|_| bad())?;
-            let canonical = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#);
-            Ok((key, AlgSet::one(Algorithm::EdDSA), canonical))
-        }
-        _ => Err(bad()),
-    }
+    let canonical = jwk
+        .thumbprint_input()
+        .ok_or_else(|| invalid("the DPoP proof key is not a usable public key"))?;
+    let verifier = Verifier::new(&material, None, AlgSet::one(alg))
+        .map_err(|_| invalid("the DPoP proof key is not a usable public key"))?;
+    Ok((verifier, canonical))
 }
 
 /// The base64url SHA-256 of `input`.
@@ -214,14 +147,11 @@ pub(crate) fn verify(proof: &str, expected: &Expected<'_>) -> Result<Verified, A
     let alg = Algorithm::from_name(&header.alg)
         .filter(|a| expected.algs.contains(*a))
         .ok_or_else(|| invalid("the DPoP proof's algorithm is not accepted"))?;
-    let (key, key_algs, canonical) = key(&header.jwk)?;
-    if !key_algs.contains(alg) {
-        return Err(invalid("the DPoP proof's algorithm does not fit its key"));
-    }
+    let (key, canonical) = key(&header.jwk, alg)?;
     let message = &proof[..h64.len() + 1 + p64.len()];
-    let verified =
-        jsonwebtoken::crypto::verify(s64, message.as_bytes(), &key, alg.to_jsonwebtoken())
-            .unwrap_or(false);
+    let verified = URL_SAFE_NO_PAD
+        .decode(s64)
+        .is_ok_and(|signature| key.verify(alg, message.as_bytes(), &signature));
     if !verified {
         return Err(invalid("the DPoP proof's signature does not verify"));
     }
@@ -278,8 +208,12 @@ mod tests {
             r#"{"kty":"RSA","n":"0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw","e":"AQAB","alg":"RS256","kid":"2011-04-29"}"#,
         )
         .expect("jwk");
-        let (_, algs, canonical) = key(&jwk).expect("key");
-        assert_eq!(algs, AlgSet::RSA);
+        let (_, canonical) = key(&jwk, Algorithm::RS256).expect("key");
+        assert!(
+            key(&jwk, Algorithm::PS256).is_ok(),
+            "an RSA key verifies PS256 too"
+        );
+        assert!(key(&jwk, Algorithm::ES256).is_err());
         assert_eq!(
             sha256_b64(canonical.as_bytes()),
             "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
@@ -290,7 +224,7 @@ mod tests {
     fn private_and_unusable_keys_are_refused() {
         let ec = r#""crv":"P-256","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0""#;
         let ok: RawJwk = serde_json::from_str(&format!(r#"{{"kty":"EC",{ec}}}"#)).expect("jwk");
-        assert!(key(&ok).is_ok());
+        assert!(key(&ok, Algorithm::ES256).is_ok());
         for bad in [
             format!(r#"{{"kty":"EC",{ec},"d":"AAAA"}}"#),
             format!(r#"{{"kty":"EC",{ec},"d":null}}"#),
@@ -300,7 +234,9 @@ mod tests {
             r#"{"kty":"OKP","crv":"Ed25519","x":"AAAA"}"#.to_owned(),
         ] {
             let jwk: RawJwk = serde_json::from_str(&bad).expect("jwk json");
-            assert!(key(&jwk).is_err(), "{bad}");
+            for alg in [Algorithm::ES256, Algorithm::RS256, Algorithm::EdDSA] {
+                assert!(key(&jwk, alg).is_err(), "{bad} {alg:?}");
+            }
         }
     }
 }

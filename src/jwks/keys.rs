@@ -71,8 +71,9 @@ struct Document {
     keys: Vec<serde_json::Value>,
 }
 
+/// A JWK as read from a JWK Set or a DPoP proof's header.
 #[derive(Deserialize)]
-struct RawJwk {
+pub(crate) struct RawJwk {
     kty: String,
     #[serde(default, rename = "use")]
     use_: Option<String>,
@@ -92,23 +93,53 @@ struct RawJwk {
     x: Option<String>,
     #[serde(default)]
     y: Option<String>,
-    // Private or symmetric key material: such a key is never used.
-    #[serde(default)]
-    d: Option<serde::de::IgnoredAny>,
-    #[serde(default)]
-    p: Option<serde::de::IgnoredAny>,
-    #[serde(default)]
-    q: Option<serde::de::IgnoredAny>,
-    #[serde(default)]
-    dp: Option<serde::de::IgnoredAny>,
-    #[serde(default)]
-    dq: Option<serde::de::IgnoredAny>,
-    #[serde(default)]
-    qi: Option<serde::de::IgnoredAny>,
-    #[serde(default)]
-    oth: Option<serde::de::IgnoredAny>,
-    #[serde(default)]
-    k: Option<serde::de::IgnoredAny>,
+    // Private or symmetric key material, even `null`: such a key is never used.
+    #[serde(default, deserialize_with = "present")]
+    d: bool,
+    #[serde(default, deserialize_with = "present")]
+    p: bool,
+    #[serde(default, deserialize_with = "present")]
+    q: bool,
+    #[serde(default, deserialize_with = "present")]
+    dp: bool,
+    #[serde(default, deserialize_with = "present")]
+    dq: bool,
+    #[serde(default, deserialize_with = "present")]
+    qi: bool,
+    #[serde(default, deserialize_with = "present")]
+    oth: bool,
+    #[serde(default, deserialize_with = "present")]
+    k: bool,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    serde::de::IgnoredAny::deserialize(d).map(|_| true)
+}
+
+/// Why [`material`] refuses a key that carries private or symmetric members.
+pub(crate) const PRIVATE_MATERIAL: &str = "key carries private or symmetric material";
+
+impl RawJwk {
+    /// RFC 7638 §3.2: the required public members of the key, in lexicographic order,
+    /// without whitespace; its SHA-256 is the key's thumbprint. `None` for a key type
+    /// [`material`] refuses.
+    pub(crate) fn thumbprint_input(&self) -> Option<String> {
+        Some(match (self.kty.as_str(), self.crv.as_deref()) {
+            ("RSA", _) => {
+                let (n, e) = (self.n.as_deref()?, self.e.as_deref()?);
+                format!(r#"{{"e":"{e}","kty":"RSA","n":"{n}"}}"#)
+            }
+            ("EC", Some(crv)) => {
+                let (x, y) = (self.x.as_deref()?, self.y.as_deref()?);
+                format!(r#"{{"crv":"{crv}","kty":"EC","x":"{x}","y":"{y}"}}"#)
+            }
+            ("OKP", Some(crv)) => {
+                let x = self.x.as_deref()?;
+                format!(r#"{{"crv":"{crv}","kty":"OKP","x":"{x}"}}"#)
+            }
+            _ => return None,
+        })
+    }
 }
 
 /// The most usable keys kept from one JWK Set; issuers publish a handful.
@@ -196,32 +227,14 @@ fn significant_len(bytes: &[u8]) -> usize {
     bytes.iter().skip_while(|b| **b == 0).count()
 }
 
-fn key(raw: RawJwk, allowed: AlgSet) -> Result<Key, &'static str> {
-    if raw.d.is_some()
-        || raw.p.is_some()
-        || raw.q.is_some()
-        || raw.dp.is_some()
-        || raw.dq.is_some()
-        || raw.qi.is_some()
-        || raw.oth.is_some()
-        || raw.k.is_some()
-    {
-        return Err("key carries private or symmetric material");
+/// The public key a JWK carries, decoded and checked (RSA of at least 2048 bits, P-256,
+/// P-384, Ed25519), with the algorithms its type allows; a key with private or symmetric
+/// members is refused ([`PRIVATE_MATERIAL`]).
+pub(crate) fn material(raw: &RawJwk) -> Result<(AlgSet, Material), &'static str> {
+    if raw.d || raw.p || raw.q || raw.dp || raw.dq || raw.qi || raw.oth || raw.k {
+        return Err(PRIVATE_MATERIAL);
     }
-    if raw.use_.as_deref().is_some_and(|u| u != "sig") {
-        return Err("key is not for signatures");
-    }
-    if raw
-        .key_ops
-        .as_ref()
-        .is_some_and(|ops| !ops.iter().any(|o| o == "verify"))
-    {
-        return Err("key_ops does not allow verify");
-    }
-    if raw.kid.as_ref().is_some_and(|k| k.len() > MAX_KID_LEN) {
-        return Err("kid is too long");
-    }
-    let (family, material) = match (raw.kty.as_str(), raw.crv.as_deref()) {
+    Ok(match (raw.kty.as_str(), raw.crv.as_deref()) {
         ("RSA", _) => {
             let (Some(n), Some(e)) = (&raw.n, &raw.e) else {
                 return Err("RSA key without n or e");
@@ -269,7 +282,24 @@ fn key(raw: RawJwk, allowed: AlgSet) -> Result<Key, &'static str> {
             (AlgSet::one(Algorithm::EdDSA), Material::Ed25519 { x })
         }
         _ => return Err("unsupported key type or curve"),
-    };
+    })
+}
+
+fn key(raw: RawJwk, allowed: AlgSet) -> Result<Key, &'static str> {
+    let (family, material) = material(&raw)?;
+    if raw.use_.as_deref().is_some_and(|u| u != "sig") {
+        return Err("key is not for signatures");
+    }
+    if raw
+        .key_ops
+        .as_ref()
+        .is_some_and(|ops| !ops.iter().any(|o| o == "verify"))
+    {
+        return Err("key_ops does not allow verify");
+    }
+    if raw.kid.as_ref().is_some_and(|k| k.len() > MAX_KID_LEN) {
+        return Err("kid is too long");
+    }
     let mut algs = family.intersect(allowed);
     if let Some(alg) = raw.alg.as_deref() {
         // RFC 9864 names EdDSA on Ed25519 "Ed25519".
