@@ -121,8 +121,6 @@ impl Default for DpopConfig {
             store: Arc::new(InMemoryReplayStore::default()),
         };
         config.set_algorithms(Algorithm::ALL);
-        // Proof signatures go through jsonwebtoken, whatever the authenticator.
-        crate::crypto::install_provider();
         config
     }
 }
