@@ -462,7 +462,6 @@ impl<C> IntrospectionBuilder<C> {
                 breaker: Breaker::new(self.failure_threshold, self.failure_backoff),
                 calls: Semaphore::new(self.max_concurrent),
                 shared: self.shared,
-                negative_ttl: self.negative_ttl,
             }),
         })
     }

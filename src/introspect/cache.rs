@@ -66,6 +66,11 @@ impl<C: Send + Sync + 'static> Answers<C> {
         }
     }
 
+    /// How long a refusal is kept (the shared tier keeps it as long).
+    pub(super) fn refused_ttl(&self) -> Duration {
+        self.refused.policy().time_to_live().unwrap_or_default()
+    }
+
     /// A cached decision for `key`, without waiting.
     pub(super) fn get(&self, key: &Digest) -> Option<Result<Principal<C>, AuthError>> {
         if let Some(active) = self.active.get(key).now_or_never().flatten() {

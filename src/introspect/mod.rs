@@ -83,8 +83,6 @@ struct Inner<C> {
     breaker: Breaker,
     calls: Semaphore,
     shared: Option<Box<dyn SharedCache>>,
-    /// How long a refusal is kept, here and in the shared tier.
-    negative_ttl: Duration,
 }
 
 /// Validates tokens through the issuer's RFC 7662 introspection endpoint, caching answers.
@@ -165,7 +163,7 @@ where
         if let Some((tier, shared_key)) = &shared {
             let ttl = decided
                 .as_ref()
-                .map_or(inner.negative_ttl, |active| active.ttl);
+                .map_or_else(|_| inner.answers.refused_ttl(), |active| active.ttl);
             // A failed write only costs other replicas a call of their own.
             let _ = tier.put(shared_key, body, ttl).await;
         }
