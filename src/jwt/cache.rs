@@ -1,12 +1,13 @@
 //! The verified-token cache: a token whose signature and claims were checked is remembered,
 //! so the next request with the same token skips the cryptography and the parsing.
 //!
-//! - An entry is found by a keyed SipHash of the whole token (std's `RandomState`, seeded
-//!   per cache, so nobody outside can aim at a bucket) and holds the token itself, which a
-//!   hit compares in full: a token that differs in any byte (one signature byte included)
-//!   never hits another token's entry. The token stays in memory only with its entry and is
-//!   never logged. A SipHash of a typical token costs about 40 % of a SHA-256 with the CPU's
-//!   SHA instructions, on every request.
+//! - An entry is found by a seeded rapidhash of the whole token (random seed and secrets
+//!   per cache) and holds the token itself, which a hit compares in full: a token that
+//!   differs in any byte (one signature byte included) never hits another token's entry,
+//!   so the hash needs no collision resistance, only speed and spread. Two tokens with the
+//!   same hash share a slot, and the later one displaces the earlier one: only tokens that
+//!   were verified are inserted, so the worst a collision can do is one more full
+//!   validation. The token stays in memory only with its entry and is never logged.
 //! - A hit re-checks `exp`, `nbf` and `iat` against the clock, with the leeway, and that the
 //!   key which verified the token is still in the issuer's JWK Set (same material, `kid`
 //!   and algorithms); otherwise the entry is dropped and the token is validated in full.
@@ -26,7 +27,7 @@
 //! hash, for a few map operations; no lock is held across an `.await` or any I/O.
 
 use std::{
-    collections::{HashMap, VecDeque, hash_map::RandomState},
+    collections::{HashMap, VecDeque},
     hash::{BuildHasher, BuildHasherDefault, Hash, Hasher},
     sync::{Arc, Mutex, PoisonError},
 };
@@ -196,7 +197,7 @@ impl<C> Shard<C> {
 
 struct Shared<C> {
     shards: Box<[Mutex<Shard<C>>]>,
-    hasher: RandomState,
+    hasher: rapidhash::quality::RandomState,
     entries_per_shard: usize,
     bytes_per_shard: u64,
     /// The weight every entry has at least, so the byte bound also bounds the count.
@@ -241,7 +242,7 @@ impl<C> TokenCache<C> {
         Some(Self {
             shared: Arc::new(Shared {
                 shards,
-                hasher: RandomState::new(),
+                hasher: rapidhash::quality::RandomState::new(),
                 entries_per_shard,
                 bytes_per_shard,
                 min_weight: (config.max_bytes / config.capacity).max(1),
@@ -251,8 +252,10 @@ impl<C> TokenCache<C> {
 
     /// Where `token`'s entry is, or would be.
     pub(crate) fn probe<'t>(&self, token: &'t str) -> Probe<'t> {
+        let mut hasher = self.shared.hasher.build_hasher();
+        hasher.write(token.as_bytes());
         Probe {
-            hash: self.shared.hasher.hash_one(token.as_bytes()),
+            hash: hasher.finish(),
             token,
         }
     }
