@@ -201,6 +201,33 @@ impl AuthorityClaims {
         seed.deserialize(&mut de)
             .and_then(|()| de.end())
             .map_err(|_| AuthError::invalid_token("the token's claims are malformed"))?;
+        Self::collect(out)
+    }
+
+    /// Where the top-level claim `name` is among the claims read (for a reader that walks
+    /// the claims object itself and hands over each such member's value).
+    pub(crate) fn top_level(&self, name: &str) -> Option<usize> {
+        self.root.children.iter().position(|(n, _)| **n == *name)
+    }
+
+    /// Reads the authorities under the top-level claim `at` (from
+    /// [`top_level`](Self::top_level)) out of that member's JSON value, into `out`.
+    pub(crate) fn walk_top_level(
+        &self,
+        at: usize,
+        value: &str,
+        out: &mut Vec<Box<str>>,
+    ) -> Result<(), serde_json::Error> {
+        let Some((_, node)) = self.root.children.get(at) else {
+            return Ok(());
+        };
+        let mut de = serde_json::Deserializer::from_str(value);
+        Walk { node, out }.deserialize(&mut de)?;
+        de.end()
+    }
+
+    /// The authorities read, unless there are more than a token may carry.
+    pub(crate) fn collect(out: Vec<Box<str>>) -> Result<Authorities, AuthError> {
         if out.len() > MAX_AUTHORITIES {
             return Err(AuthError::invalid_token(
                 "the token carries too many authorities",

@@ -20,6 +20,7 @@ use serde_json::Value;
 
 use crate::{
     alg::{AlgSet, Algorithm},
+    authorities::{AuthorityClaims, AuthoritySource},
     claims::{self, ScopeClaim},
     error::{AuthError, ErrorKind},
     jwks::keys::{self, MAX_KIDLESS_CANDIDATES},
@@ -2608,6 +2609,104 @@ mod grpc_paths {
                 .expect("infallible");
             prop_assert_eq!(called.load(Ordering::SeqCst), want, "{} {:?}", seen, granted);
             prop_assert_eq!(response.headers().contains_key("grpc-status"), !want);
+        }
+    }
+}
+
+/// Typed claims in the shapes users write: borrowed-or-owned strings, integers of a width,
+/// an enum read from a string, optional members and the rest flattened.
+#[derive(Debug, PartialEq, serde::Deserialize, serde::Serialize)]
+struct UserClaims {
+    #[serde(default)]
+    sub: Option<String>,
+    #[serde(default)]
+    exp: Option<i64>,
+    #[serde(default)]
+    typ: Option<UserTyp>,
+    #[serde(default)]
+    aud: Option<Value>,
+    #[serde(flatten)]
+    rest: serde_json::Map<String, Value>,
+}
+
+#[derive(Debug, PartialEq, serde::Deserialize, serde::Serialize)]
+enum UserTyp {
+    Bearer,
+    #[serde(rename = "at+jwt")]
+    AccessToken,
+}
+
+/// The one pass against each reading on its own: the same view (or the same refusal), the
+/// same typed claims (or a shape error), the same authorities (or the same error).
+fn one_pass_agrees<C>(bytes: &[u8], claim: &ScopeClaim, authorities: &AuthorityClaims)
+where
+    C: serde::de::DeserializeOwned + serde::Serialize,
+{
+    let got = claims::read::<C>(bytes, claim, authorities);
+    let view = claims::parse(bytes, claim);
+    match (&got, &view) {
+        (Ok(got), Ok(view)) => {
+            assert_eq!(format!("{:?}", got.view), format!("{view:?}"));
+            let alone = std::str::from_utf8(bytes)
+                .ok()
+                .and_then(|json| serde_json::from_str::<C>(json).ok())
+                .map(|c| serde_json::to_value(c).expect("serializes"));
+            let one = got
+                .claims
+                .as_ref()
+                .ok()
+                .map(|c| serde_json::to_value(c).expect("serializes"));
+            assert_eq!(one, alone, "typed claims");
+            let alone = authorities
+                .extract(bytes)
+                .map(|a| a.iter().map(str::to_owned).collect::<Vec<_>>());
+            let one = got
+                .authorities
+                .as_ref()
+                .map(|a| a.iter().map(str::to_owned).collect::<Vec<_>>());
+            assert_eq!(
+                one.as_ref().map_err(|e| e.description()),
+                alone.as_ref().map_err(|e| e.description()),
+                "authorities"
+            );
+        }
+        (Err(_), Err(_)) => {}
+        _ => panic!(
+            "one pass {:?}, the view alone {:?}",
+            got.is_ok(),
+            view.is_ok()
+        ),
+    }
+}
+
+fn authority_claims() -> AuthorityClaims {
+    AuthorityClaims::new(&[
+        AuthoritySource::path(ROLES).prefix("role:"),
+        AuthoritySource::path("realm_access.roles"),
+        AuthoritySource::path("scope").prefix("scope:"),
+    ])
+    .expect("sources")
+}
+
+proptest! {
+    #![proptest_config(config(512))]
+
+    /// Claims read in one pass agree with each reading on its own, for typed claims read as
+    /// a map (`RegisteredClaims`, `Value`, a derived struct) and, on mutated bytes, in
+    /// every refusal.
+    #[test]
+    fn one_pass_agrees_with_separate_passes(
+        members in claims_doc(),
+        muts in mutations(),
+        named in any::<bool>(),
+        with_authorities in any::<bool>(),
+    ) {
+        let claim = scope_claim(named);
+        let authorities = if with_authorities { authority_claims() } else { AuthorityClaims::default() };
+        for bytes in [object(&members).into_bytes(), mutate(object(&members).into_bytes(), &muts)] {
+            one_pass_agrees::<RegisteredClaims>(&bytes, &claim, &authorities);
+            one_pass_agrees::<Value>(&bytes, &claim, &authorities);
+            one_pass_agrees::<UserClaims>(&bytes, &claim, &authorities);
         }
     }
 }

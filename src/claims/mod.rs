@@ -1,10 +1,20 @@
-//! The claim rules shared by JWT validation and introspection answers: a single strict pass
-//! over the claims validation needs (every other claim is skipped here and read by the typed
-//! claims afterwards), the time rules, the audience rule and where scopes come from.
+//! The claim rules shared by JWT validation and introspection answers: the strict reading
+//! of the claims validation needs, the time rules, the audience rule and where scopes come
+//! from.
+//!
+//! Validation reads the claims once ([`read`]): the typed claims, the members validation
+//! needs ([`ClaimsView`]) and the authorities come out of one pass over the payload.
 
 use std::{borrow::Cow, fmt, sync::Arc, time::Duration};
 
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{
+    self, Deserialize as _, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess,
+    Visitor,
+};
+
+mod one_pass;
+
+pub(crate) use one_pass::{Read, read};
 
 use crate::{
     clock::system_time,
@@ -41,7 +51,7 @@ impl ScopeClaim {
 }
 
 /// A JSON string, borrowed from the input when it has no escapes.
-struct Str<'de>(Cow<'de, str>);
+pub(crate) struct Str<'de>(pub(crate) Cow<'de, str>);
 
 impl<'de> de::Deserialize<'de> for Str<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -207,6 +217,8 @@ pub(crate) struct ClaimsView<'de> {
     pub(crate) auth_time: Option<f64>,
     /// `tid`, the tenant of a multi-tenant issuer, when it is a string.
     pub(crate) tid: Option<Cow<'de, str>>,
+    /// Whether a `tid` member was read (of any type): a second one is refused.
+    pub(crate) tid_seen: bool,
 }
 
 impl ClaimsView<'_> {
@@ -249,6 +261,147 @@ impl ClaimsView<'_> {
     }
 }
 
+/// A member of the claims object that validation reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Member {
+    Iss,
+    Sub,
+    Aud,
+    Exp,
+    Nbf,
+    Iat,
+    Active,
+    TokenType,
+    Cnf,
+    Typ,
+    Nonce,
+    IdTokenHash,
+    Acr,
+    AuthTime,
+    Tid,
+    Scope,
+    Scp,
+}
+
+impl Member {
+    /// The member `name` stands for, when validation reads it.
+    pub(crate) fn of(name: &str, scope_claim: &ScopeClaim) -> Option<Self> {
+        let named = match scope_claim {
+            ScopeClaim::Default => "scope",
+            ScopeClaim::Named(n) => n,
+        };
+        Some(match name {
+            "iss" => Self::Iss,
+            "sub" => Self::Sub,
+            "aud" => Self::Aud,
+            "exp" => Self::Exp,
+            "nbf" => Self::Nbf,
+            "iat" => Self::Iat,
+            "active" => Self::Active,
+            "token_type" => Self::TokenType,
+            "cnf" => Self::Cnf,
+            "typ" => Self::Typ,
+            "nonce" => Self::Nonce,
+            "at_hash" | "c_hash" | "s_hash" => Self::IdTokenHash,
+            "acr" => Self::Acr,
+            "auth_time" => Self::AuthTime,
+            "tid" => Self::Tid,
+            k if k == named => Self::Scope,
+            "scp" if *scope_claim == ScopeClaim::Default => Self::Scp,
+            _ => return None,
+        })
+    }
+
+    /// Whether only the member's presence counts, not its value.
+    pub(crate) fn is_marker(self) -> bool {
+        matches!(self, Self::Nonce | Self::IdTokenHash)
+    }
+
+    /// Whether the value may be a JSON object (`cnf`, and `tid`, which takes any value).
+    pub(crate) fn takes_objects(self) -> bool {
+        matches!(self, Self::Cnf | Self::Tid)
+    }
+}
+
+fn set<'de, T, D>(slot: &mut Option<T>, d: D, name: &'static str) -> Result<(), D::Error>
+where
+    T: de::Deserialize<'de>,
+    D: Deserializer<'de>,
+{
+    if slot.is_some() {
+        return Err(de::Error::duplicate_field(name));
+    }
+    *slot = Some(T::deserialize(d)?);
+    Ok(())
+}
+
+fn set_str<'de, D: Deserializer<'de>>(
+    slot: &mut Option<Cow<'de, str>>,
+    d: D,
+    name: &'static str,
+) -> Result<(), D::Error> {
+    if slot.is_some() {
+        return Err(de::Error::duplicate_field(name));
+    }
+    *slot = Some(Str::deserialize(d)?.0);
+    Ok(())
+}
+
+fn set_date<'de, D: Deserializer<'de>>(
+    slot: &mut Option<f64>,
+    d: D,
+    name: &'static str,
+) -> Result<(), D::Error> {
+    if slot.is_some() {
+        return Err(de::Error::duplicate_field(name));
+    }
+    *slot = Some(NumericDate::deserialize(d)?.0);
+    Ok(())
+}
+
+impl<'de> ClaimsView<'de> {
+    /// Reads one member's value from `d`: a duplicate of a member, or a wrong type for it,
+    /// is an error.
+    pub(crate) fn read<D: Deserializer<'de>>(
+        &mut self,
+        member: Member,
+        d: D,
+    ) -> Result<(), D::Error> {
+        match member {
+            Member::Iss => set_str(&mut self.iss, d, "iss"),
+            Member::Sub => set_str(&mut self.sub, d, "sub"),
+            Member::Aud => set(&mut self.aud, d, "aud"),
+            Member::Exp => set_date(&mut self.exp, d, "exp"),
+            Member::Nbf => set_date(&mut self.nbf, d, "nbf"),
+            Member::Iat => set_date(&mut self.iat, d, "iat"),
+            Member::Active => set(&mut self.active, d, "active"),
+            Member::TokenType => set_str(&mut self.token_type, d, "token_type"),
+            Member::Cnf => set(&mut self.cnf, d, "cnf"),
+            Member::Typ => set_str(&mut self.typ, d, "typ"),
+            Member::Nonce => {
+                self.nonce = true;
+                IgnoredAny::deserialize(d).map(drop)
+            }
+            Member::IdTokenHash => {
+                self.id_token_hash = true;
+                IgnoredAny::deserialize(d).map(drop)
+            }
+            Member::Acr => set_str(&mut self.acr, d, "acr"),
+            Member::AuthTime => set_date(&mut self.auth_time, d, "auth_time"),
+            Member::Tid => {
+                if self.tid_seen {
+                    return Err(de::Error::duplicate_field("tid"));
+                }
+                self.tid_seen = true;
+                self.tid = AnyStr::deserialize(d)?.0;
+                Ok(())
+            }
+            Member::Scope => set(&mut self.scope, d, "scope"),
+            Member::Scp => set(&mut self.scp, d, "scp"),
+        }
+    }
+}
+
 /// Reads a [`ClaimsView`] from a JSON object; anything but an object, a duplicate of a
 /// claim it reads, or a wrong type for one is an error.
 pub(crate) struct ClaimsSeed<'s> {
@@ -263,16 +416,18 @@ impl<'de> DeserializeSeed<'de> for ClaimsSeed<'_> {
     }
 }
 
-fn set<'de, T: de::Deserialize<'de>, A: MapAccess<'de>>(
-    slot: &mut Option<T>,
-    map: &mut A,
-    name: &'static str,
-) -> Result<(), A::Error> {
-    if slot.is_some() {
-        return Err(de::Error::duplicate_field(name));
+/// One member's value, read into a view.
+struct MemberSeed<'v, 'de> {
+    view: &'v mut ClaimsView<'de>,
+    member: Member,
+}
+
+impl<'de> DeserializeSeed<'de> for MemberSeed<'_, 'de> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        self.view.read(self.member, d)
     }
-    *slot = Some(map.next_value()?);
-    Ok(())
 }
 
 impl<'de> Visitor<'de> for ClaimsSeed<'_> {
@@ -283,61 +438,19 @@ impl<'de> Visitor<'de> for ClaimsSeed<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut v = ClaimsView::default();
-        let named = match self.scope_claim {
-            ScopeClaim::Default => "scope",
-            ScopeClaim::Named(n) => n,
-        };
-        let mut iss: Option<Str<'de>> = None;
-        let mut sub: Option<Str<'de>> = None;
-        let mut token_type: Option<Str<'de>> = None;
-        let mut typ: Option<Str<'de>> = None;
-        let mut acr: Option<Str<'de>> = None;
-        let mut tid: Option<AnyStr<'de>> = None;
-        let (mut exp, mut nbf, mut iat, mut auth_time) = (None, None, None, None);
+        let mut view = ClaimsView::default();
         while let Some(Str(key)) = map.next_key::<Str<'de>>()? {
-            match key.as_ref() {
-                "iss" => set(&mut iss, &mut map, "iss")?,
-                "sub" => set(&mut sub, &mut map, "sub")?,
-                "aud" => set(&mut v.aud, &mut map, "aud")?,
-                "exp" => set::<NumericDate, _>(&mut exp, &mut map, "exp")?,
-                "nbf" => set::<NumericDate, _>(&mut nbf, &mut map, "nbf")?,
-                "iat" => set::<NumericDate, _>(&mut iat, &mut map, "iat")?,
-                "active" => set(&mut v.active, &mut map, "active")?,
-                "token_type" => set(&mut token_type, &mut map, "token_type")?,
-                "cnf" => set(&mut v.cnf, &mut map, "cnf")?,
-                "typ" => set(&mut typ, &mut map, "typ")?,
-                "nonce" => {
-                    v.nonce = true;
-                    map.next_value::<IgnoredAny>()?;
-                }
-                "at_hash" | "c_hash" | "s_hash" => {
-                    v.id_token_hash = true;
-                    map.next_value::<IgnoredAny>()?;
-                }
-                "acr" => set(&mut acr, &mut map, "acr")?,
-                "auth_time" => set::<NumericDate, _>(&mut auth_time, &mut map, "auth_time")?,
-                "tid" => set(&mut tid, &mut map, "tid")?,
-                k if k == named => set(&mut v.scope, &mut map, "scope")?,
-                "scp" if *self.scope_claim == ScopeClaim::Default => {
-                    set(&mut v.scp, &mut map, "scp")?
-                }
-                _ => {
+            match Member::of(&key, self.scope_claim) {
+                Some(member) => map.next_value_seed(MemberSeed {
+                    view: &mut view,
+                    member,
+                })?,
+                None => {
                     map.next_value::<IgnoredAny>()?;
                 }
             }
         }
-        v.iss = iss.map(|s| s.0);
-        v.sub = sub.map(|s| s.0);
-        v.token_type = token_type.map(|s| s.0);
-        v.typ = typ.map(|s| s.0);
-        v.tid = tid.and_then(|t| t.0);
-        v.exp = exp.map(|d| d.0);
-        v.nbf = nbf.map(|d| d.0);
-        v.iat = iat.map(|d| d.0);
-        v.acr = acr.map(|s| s.0);
-        v.auth_time = auth_time.map(|d| d.0);
-        Ok(v)
+        Ok(view)
     }
 }
 

@@ -87,7 +87,11 @@ pub(super) fn decide<C: DeserializeOwned>(
     now: f64,
 ) -> Result<Active<C>, AuthError> {
     let malformed = || AuthError::invalid_token("the introspection answer is malformed");
-    let view = claims::parse(body, &rules.scope_claim).map_err(|_| malformed())?;
+    let claims::Read {
+        view,
+        claims,
+        authorities,
+    } = claims::read::<C>(body, &rules.scope_claim, &rules.authorities).map_err(|_| malformed())?;
     if view.active != Some(true) {
         return Err(AuthError::invalid_token("the token is not active"));
     }
@@ -135,9 +139,7 @@ pub(super) fn decide<C: DeserializeOwned>(
         ));
     }
     rules.time.check(&view, now, false)?;
-    let claims: C = serde_json::from_slice(body).map_err(|_| {
-        AuthError::invalid_token("the token's claims do not have the expected shape")
-    })?;
+    let claims = claims?;
     // Reused up to the token's `exp` (without the leeway), and never past the max TTL.
     let ttl = match view.exp {
         Some(exp) if exp <= now => Duration::ZERO,
@@ -145,7 +147,7 @@ pub(super) fn decide<C: DeserializeOwned>(
             .map_or(rules.max_ttl, |left| left.min(rules.max_ttl)),
         None => rules.max_ttl,
     };
-    let authorities = rules.authorities.extract(body)?;
+    let authorities = authorities?;
     Ok(Active {
         ttl,
         principal: view

@@ -291,6 +291,11 @@ impl<C> JwtBuilder<C> {
 
     /// Deserializes the claims into `T` instead of [`RegisteredClaims`]. A token whose
     /// claims do not fit `T` is rejected as `invalid_token`.
+    ///
+    /// `T` is read in the same pass over the payload as the claims validation checks, when
+    /// its `Deserialize` reads a map or a struct (derived structs, maps, `serde_json::Value`);
+    /// a `T` read otherwise (a newtype, a raw value) costs a second pass. Either way the
+    /// signature is verified before the principal, and `T` with it, is handed out.
     pub fn claims<T>(self) -> JwtBuilder<T> {
         JwtBuilder {
             issuers: self.issuers,

@@ -206,7 +206,14 @@ where
             return Err(AuthError::invalid_token("the token's algorithm is not accepted").into());
         }
         let payload = b64(p64)?;
-        let view = claims::parse(&payload, &inner.scope_claim)?;
+        // The typed claims are read here too, in the same pass; nothing of them is used
+        // unless the signature verifies.
+        let claims::Read {
+            view,
+            claims,
+            authorities,
+        } = claims::read::<C>(&payload, &inner.scope_claim, &inner.authorities)
+            .map_err(|_| AuthError::invalid_token("the token's claims are malformed"))?;
         let iss = view
             .iss
             .as_deref()
@@ -288,10 +295,8 @@ where
         if let Some(step) = found.undecided() {
             return Err(step);
         }
-        let claims: C = serde_json::from_slice(&payload).map_err(|_| {
-            AuthError::invalid_token("the token's claims do not have the expected shape")
-        })?;
-        let authorities = inner.authorities.extract(&payload)?;
+        let claims = claims?;
+        let authorities = authorities?;
         let issuer = if templated {
             Arc::from(iss)
         } else {
