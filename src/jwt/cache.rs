@@ -267,15 +267,16 @@ impl<C> TokenCache<C> {
         (&shared.shards[index], Key(probe.hash))
     }
 
-    /// The entry for the token, unless it is absent or past its `exp` (then dropped).
-    pub(crate) fn get(&self, probe: &Probe<'_>) -> Option<Verified<C>> {
+    /// The entry for the token, unless it is absent or past its `exp` at `now` (seconds
+    /// since the epoch; then dropped).
+    pub(crate) fn get(&self, probe: &Probe<'_>, now: f64) -> Option<Verified<C>> {
         let (shard, key) = self.locate(probe);
         let mut shard = lock(shard);
         let slot = shard.map.get_mut(&key)?;
         if *slot.token != *probe.token {
             return None;
         }
-        if slot.verified.expired(unix_now()) {
+        if slot.verified.expired(now) {
             shard.remove(&key);
             return None;
         }
@@ -460,14 +461,14 @@ mod tests {
             remember(&cache, &token_of(i), far_exp(), 300);
             if i % 100 == 0 {
                 assert!(
-                    cache.get(&cache.probe("hot")).is_some(),
+                    cache.get(&cache.probe("hot"), unix_now()).is_some(),
                     "evicted after {i} other tokens"
                 );
             }
         }
         let cold = token_of(0);
         assert!(
-            cache.get(&cache.probe(&cold)).is_none(),
+            cache.get(&cache.probe(&cold), unix_now()).is_none(),
             "a token used once was evicted"
         );
     }
@@ -497,10 +498,10 @@ mod tests {
         remember(&cache, &token_of(1), Some(now - 1.0), 300);
         remember(&cache, &token_of(2), Some(now + 3600.0), 300);
         assert!(
-            cache.get(&cache.probe(&token_of(1))).is_none(),
+            cache.get(&cache.probe(&token_of(1)), unix_now()).is_none(),
             "already expired"
         );
-        assert!(cache.get(&cache.probe(&token_of(2))).is_some());
+        assert!(cache.get(&cache.probe(&token_of(2)), unix_now()).is_some());
     }
 
     #[test]
@@ -509,16 +510,16 @@ mod tests {
         let stored = token_of(1);
         remember(&cache, &stored, far_exp(), 300);
         // Another token that lands on the same hash (which an outsider cannot aim at, the
-        // hash being keyed) is compared in full and misses; nor can it remove the entry.
+        // hash being seeded) is compared in full and misses; nor can it remove the entry.
         let other = Probe {
             hash: cache.probe(&stored).hash,
             token: "another-token",
         };
-        assert!(cache.get(&other).is_none());
+        assert!(cache.get(&other, unix_now()).is_none());
         cache.remove(&other);
-        assert!(cache.get(&cache.probe(&stored)).is_some());
+        assert!(cache.get(&cache.probe(&stored), unix_now()).is_some());
         cache.remove(&cache.probe(&stored));
-        assert!(cache.get(&cache.probe(&stored)).is_none());
+        assert!(cache.get(&cache.probe(&stored), unix_now()).is_none());
     }
 
     #[test]

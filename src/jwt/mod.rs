@@ -332,9 +332,11 @@ where
         verified: &TokenCache<C>,
         probe: &cache::Probe<'_>,
     ) -> Result<Option<Principal<C>>, AuthError> {
-        let outcome = match verified.get(probe) {
+        // One reading of the clock for the lookup and the re-check.
+        let now = unix_now();
+        let outcome = match verified.get(probe, now) {
             None => Ok(None),
-            Some(hit) => self.recheck(hit).inspect(|principal| {
+            Some(hit) => self.recheck(hit, now).inspect(|principal| {
                 if principal.is_none() {
                     verified.remove(probe);
                 }
@@ -348,14 +350,18 @@ where
     /// A remembered token's principal, after the time claims are checked again (the same
     /// rule, on the same values, as for a token seen the first time) and its key is found
     /// still in its issuer's set; `None` when the key has gone.
-    fn recheck(&self, hit: cache::Verified<C>) -> Result<Option<Principal<C>>, AuthError> {
+    fn recheck(
+        &self,
+        hit: cache::Verified<C>,
+        now: f64,
+    ) -> Result<Option<Principal<C>>, AuthError> {
         let times = claims::ClaimsView {
             exp: hit.exp,
             nbf: hit.nbf,
             iat: hit.iat,
             ..Default::default()
         };
-        self.inner.time.check(&times, unix_now(), true)?;
+        self.inner.time.check(&times, now, true)?;
         let key_present = self.inner.issuers[..self.inner.exact]
             .get(hit.issuer)
             .is_some_and(|cache| {
