@@ -44,11 +44,13 @@ impl TokenSource {
     ) -> Result<Option<(Cow<'r, str>, Scheme)>, AuthError> {
         let mut found = Found {
             token: None,
+            fits: false,
             max_len: self.max_len,
         };
         let mut scheme = Scheme::Bearer;
-        if let Some((token, s)) = authorization(headers)? {
+        if let Some((token, s, fits)) = authorization(headers)? {
             found.add(Cow::Borrowed(token))?;
+            found.fits = fits;
             scheme = s;
         }
         // `Authorization` is always read; naming it again adds nothing.
@@ -69,6 +71,7 @@ impl TokenSource {
             query(uri, &mut found)?;
         }
         match found.token {
+            Some(token) if found.fits => Ok(Some((token, scheme))),
             Some(token) => check(&token).map(|()| Some((token, scheme))),
             None => Ok(None),
         }
@@ -87,6 +90,8 @@ pub(crate) enum Scheme {
 /// The one token found so far, from any enabled source.
 struct Found<'r> {
     token: Option<Cow<'r, str>>,
+    /// Whether `token` is known to fit the `b64token` grammar.
+    fits: bool,
     max_len: usize,
 }
 
@@ -108,9 +113,9 @@ impl<'r> Found<'r> {
     }
 }
 
-/// The token of an `Authorization: Bearer` or `DPoP` header; another scheme counts as no
-/// token.
-fn authorization(headers: &HeaderMap) -> Result<Option<(&str, Scheme)>, AuthError> {
+/// The token of an `Authorization: Bearer` or `DPoP` header (another scheme counts as no
+/// token), and whether it already fits the `b64token` grammar.
+fn authorization(headers: &HeaderMap) -> Result<Option<(&str, Scheme, bool)>, AuthError> {
     let mut values = headers.get_all(header::AUTHORIZATION).iter();
     let Some(value) = values.next() else {
         return Ok(None);
@@ -120,10 +125,19 @@ fn authorization(headers: &HeaderMap) -> Result<Option<(&str, Scheme)>, AuthErro
             "the request carries more than one Authorization header",
         ));
     }
-    let value = visible_ascii(value.as_bytes()).ok_or_else(|| {
-        AuthError::invalid_request("the Authorization header is not visible ASCII")
-    })?;
-    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+    let not_visible =
+        || AuthError::invalid_request("the Authorization header is not visible ASCII");
+    let bytes = value.as_bytes();
+    let text = std::str::from_utf8(bytes).map_err(|_| not_visible())?;
+    let (scheme, rest) = text.split_once(' ').unwrap_or((text, ""));
+    let token = rest.trim_start_matches(' ');
+    // The value must be visible ASCII, as `HeaderValue::to_str` has it. A token that fits
+    // the `b64token` grammar is visible ASCII already, so then only the scheme is left to
+    // look at; the bytes of the usual header are read once.
+    let fits = is_b64token(token);
+    if !(fits && visible_ascii(scheme.as_bytes()).is_some()) && visible_ascii(bytes).is_none() {
+        return Err(not_visible());
+    }
     let scheme = if scheme.eq_ignore_ascii_case("bearer") {
         Scheme::Bearer
     } else if scheme.eq_ignore_ascii_case("dpop") {
@@ -131,13 +145,12 @@ fn authorization(headers: &HeaderMap) -> Result<Option<(&str, Scheme)>, AuthErro
     } else {
         return Ok(None);
     };
-    let token = rest.trim_start_matches(' ');
     if token.is_empty() {
         return Err(AuthError::invalid_request(
             "the Bearer credentials carry no token",
         ));
     }
-    Ok(Some((token, scheme)))
+    Ok(Some((token, scheme, fits)))
 }
 
 /// The values of every cookie named `name`.
@@ -187,7 +200,9 @@ fn too_long() -> AuthError {
 /// every token of every request, twice.
 fn all_bytes(bytes: &[u8], f: impl Fn(u8) -> bool) -> bool {
     let mut blocks = bytes.chunks_exact(32);
-    blocks.by_ref().all(|block| block.iter().fold(true, |all, &b| all & f(b)))
+    blocks
+        .by_ref()
+        .all(|block| block.iter().fold(true, |all, &b| all & f(b)))
         && blocks.remainder().iter().all(|&b| f(b))
 }
 
@@ -207,11 +222,16 @@ fn b64token_byte(b: u8) -> bool {
         || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
 }
 
-/// The RFC 6750 `b64token` grammar (the length cap is [`Found::add`]'s):
+/// Whether `token` fits the RFC 6750 `b64token` grammar:
 /// `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
-fn check(token: &str) -> Result<(), AuthError> {
+fn is_b64token(token: &str) -> bool {
     let body = token.trim_end_matches('=');
-    if !body.is_empty() && all_bytes(body.as_bytes(), b64token_byte) {
+    !body.is_empty() && all_bytes(body.as_bytes(), b64token_byte)
+}
+
+/// The `b64token` grammar as a rule (the length cap is [`Found::add`]'s).
+fn check(token: &str) -> Result<(), AuthError> {
+    if is_b64token(token) {
         Ok(())
     } else {
         Err(AuthError::invalid_request(
