@@ -212,6 +212,15 @@ impl Scopes {
     /// Scopes from a space-delimited list (RFC 6749 §3.3); empty items, and items with a
     /// character a scope cannot have, are dropped.
     pub fn from_space_delimited(list: &str) -> Self {
+        // Already as kept (scope-tokens, one space apart), as issuers write it: one copy.
+        let kept = !list.is_empty()
+            && !list.starts_with(' ')
+            && !list.ends_with(' ')
+            && !list.contains("  ")
+            && list.bytes().all(|b| b == b' ' || is_scope_byte(b));
+        if kept {
+            return Self(Some(Arc::from(list)));
+        }
         Self::from_iter(list.split(' '))
     }
 
@@ -247,9 +256,12 @@ impl Scopes {
 
 /// Whether `s` is one RFC 6749 §3.3 `scope-token`: `1*( %x21 / %x23-5B / %x5D-7E )`.
 pub(crate) fn is_scope_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| matches!(b, 0x21 | 0x23..=0x5B | 0x5D..=0x7E))
+    !s.is_empty() && s.bytes().all(is_scope_byte)
+}
+
+/// A byte of an RFC 6749 `scope-token`: `%x21 / %x23-5B / %x5D-7E`.
+fn is_scope_byte(b: u8) -> bool {
+    matches!(b, 0x21 | 0x23..=0x5B | 0x5D..=0x7E)
 }
 
 impl<'a> FromIterator<&'a str> for Scopes {
@@ -480,6 +492,31 @@ mod registered {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_space_delimited_list_reads_as_its_items() {
+        // The list as issuers write it is kept as it is; any other list is read item by
+        // item; both give what the items give.
+        for list in [
+            "read write",
+            "orders:read orders:write profile",
+            "a",
+            "",
+            " ",
+            " read",
+            "read ",
+            "read  write",
+            "read \"x\" write",
+            "read\twrite",
+            "r\u{e9}ad write",
+            "read \\ write",
+        ] {
+            let items: Scopes = list.split(' ').collect();
+            let got = Scopes::from_space_delimited(list);
+            assert_eq!(got.as_str(), items.as_str(), "{list:?}");
+            assert_eq!(got.is_empty(), items.is_empty(), "{list:?}");
+        }
+    }
 
     #[test]
     fn scope_shapes() {
