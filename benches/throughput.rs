@@ -193,7 +193,7 @@ fn routes() -> Router {
 
 /// Rounds per worker count; each round runs every variant once, in a rotating order, so
 /// that the ratios compare runs made under the same conditions.
-const ROUNDS: usize = 5;
+const ROUNDS: usize = 15;
 
 fn throughput(requests: usize, rounds: usize) {
     let signer = Signer::new(
