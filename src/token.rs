@@ -366,6 +366,65 @@ mod tests {
         );
     }
 
+    /// The header read as `HeaderValue::to_str` then split, as the layer once read it: the
+    /// oracle for the one reading of the value.
+    fn read_as_text(value: &HeaderValue) -> Result<Option<String>, ErrorKind> {
+        let text = value.to_str().map_err(|_| ErrorKind::InvalidRequest)?;
+        let (scheme, rest) = text.split_once(' ').unwrap_or((text, ""));
+        if !scheme.eq_ignore_ascii_case("bearer") && !scheme.eq_ignore_ascii_case("dpop") {
+            return Ok(None);
+        }
+        let token = rest.trim_start_matches(' ');
+        if token.is_empty() {
+            return Err(ErrorKind::InvalidRequest);
+        }
+        check(token).map_err(|e| e.kind())?;
+        Ok(Some(token.to_owned()))
+    }
+
+    #[test]
+    fn the_value_is_judged_as_when_read_as_text() {
+        let schemes: &[&[u8]] = &[
+            b"Bearer",
+            b"bearer",
+            b"DPoP",
+            b"Basic",
+            b"Be\x80rer",
+            b"B\xc3\xa9arer",
+            b"Bearer\t",
+            b"",
+        ];
+        let gaps: &[&[u8]] = &[b" ", b"  ", b"", b"\t"];
+        let tokens: &[&[u8]] = &[
+            b"abc.def-_~+/==",
+            b"abc=def",
+            b"abc\x80",
+            b"\xc3\xa9t\xc3\xa9",
+            b"abc\tdef",
+            b"abc def",
+            b"",
+            b"=",
+            b"a\"b",
+        ];
+        for scheme in schemes {
+            for gap in gaps {
+                for token in tokens {
+                    let bytes = [*scheme, *gap, *token].concat();
+                    let Ok(value) = HeaderValue::from_bytes(&bytes) else {
+                        continue;
+                    };
+                    let mut req = Request::new(());
+                    req.headers_mut().insert("authorization", value.clone());
+                    assert_eq!(
+                        run(&TokenSource::default(), &req),
+                        read_as_text(&value),
+                        "{bytes:?}"
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn length_cap_applies_before_grammar() {
         let source = TokenSource {
