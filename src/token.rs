@@ -216,10 +216,13 @@ fn visible_ascii(bytes: &[u8]) -> Option<&str> {
 
 /// Whether `b` may appear in a `b64token` before its `=` padding.
 fn b64token_byte(b: u8) -> bool {
-    // `| 0x20` maps `A-Z` onto `a-z` and leaves every other byte outside `a-z`.
+    // `| 0x20` maps `A-Z` onto `a-z` and leaves every other byte outside `a-z`; `-./0-9`
+    // are the run 0x2D..=0x39. Five tests per byte, each a vector compare.
     (b | 0x20).wrapping_sub(b'a') < 26
-        || b.wrapping_sub(b'0') < 10
-        || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+        || b.wrapping_sub(b'-') < 13
+        || b == b'+'
+        || b == b'_'
+        || b == b'~'
 }
 
 /// Whether `token` fits the RFC 6750 `b64token` grammar:
