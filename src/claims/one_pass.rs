@@ -5,20 +5,28 @@
 //! validation reads is parsed once into a [`Captured`] value, which fills the view and is
 //! then replayed to `C` exactly as `serde_json` would have handed it over (a string,
 //! borrowed when it has no escapes, an unsigned, signed or floating-point number, a
-//! boolean, an array of those); a member validation ignores goes straight to `C`. The few
-//! members whose value may be an object (`cnf`, `tid`, the authority claims) are read as
-//! raw JSON and parsed for each reader from that slice.
+//! boolean, `null`, an array of those), for every type hint `C` may give; a member
+//! validation ignores goes straight to `C`. The few members whose value may be an object
+//! (`cnf`, `tid`, the authority claims) are read as raw JSON and parsed for each reader
+//! from that slice. Member names reach `C` as serde_json hands them over.
 //!
-//! When `C` does not read the claims as a map (a newtype, a raw value, ...), the object is
-//! not walked for the view, and the view and the authorities are read in passes of their
-//! own, as before. Every error is classified by the separate passes, so the answer to a
-//! malformed token is what it was: malformed claims, then the shape of `C`.
+//! Whatever this pass cannot hand over exactly as serde_json does (a number asked for as
+//! `f32`, `i128` or `u128`, a member name asked for as a number, a boolean or bytes, a raw
+//! value, a raw member nested deeper than [`MAX_RAW_DEPTH`]), and any error at all, ends the
+//! pass: the view, `C` and the authorities are then each read on their own, as before. The
+//! same happens when `C` does not read the claims as a map (a newtype, a raw value, ...):
+//! the object was not walked for the view. So the outcome is always what the separate
+//! readings give, errors included, and the one pass is only a faster way to it.
+//!
+//! `C` is read before the signature is checked, like the view: a token whose signature
+//! does not verify is refused and its claims dropped, but `C`'s `Deserialize` has run on
+//! them. The payload is at most the token's length (`max_token_len`, 8 KiB by default).
 
 use std::{borrow::Cow, fmt, marker::PhantomData};
 
 use serde::de::{
     self, Deserialize, DeserializeSeed, Deserializer, IntoDeserializer, MapAccess, Visitor,
-    value::{BorrowedStrDeserializer, SeqDeserializer, StrDeserializer, StringDeserializer},
+    value::{BorrowedStrDeserializer, SeqDeserializer, StrDeserializer},
 };
 use serde_json::value::RawValue;
 
@@ -35,6 +43,9 @@ pub(crate) struct Read<'de, C> {
     pub(crate) view: ClaimsView<'de>,
     pub(crate) claims: Result<C, AuthError>,
     pub(crate) authorities: Result<Authorities, AuthError>,
+    /// Whether the one pass gave it (rather than the separate readings).
+    #[cfg(test)]
+    pub(crate) one_pass: bool,
 }
 
 /// The claims object is malformed: not a JSON object, or a claim validation reads has a
@@ -58,6 +69,7 @@ pub(crate) fn read<'de, C: Deserialize<'de>>(
         found: Vec::new(),
         seen: 0,
         walked: false,
+        failed: false,
     };
     let mut de = serde_json::Deserializer::from_str(json);
     let claims = C::deserialize(Tee {
@@ -66,10 +78,12 @@ pub(crate) fn read<'de, C: Deserialize<'de>>(
     })
     .and_then(|claims| de.end().map(|()| claims));
     match claims {
-        Ok(claims) if reader.walked => Ok(Read {
+        Ok(claims) if reader.walked && !reader.failed => Ok(Read {
             view: reader.view,
             claims: Ok(claims),
             authorities: AuthorityClaims::collect(reader.found),
+            #[cfg(test)]
+            one_pass: true,
         }),
         // `C` did not walk the object, or something failed: each reading on its own, in
         // the order validation reports them.
@@ -79,6 +93,8 @@ pub(crate) fn read<'de, C: Deserialize<'de>>(
                 AuthError::invalid_token("the token's claims do not have the expected shape")
             }),
             authorities: authorities.extract(json.as_bytes()),
+            #[cfg(test)]
+            one_pass: false,
         }),
     }
 }
@@ -92,7 +108,49 @@ struct Reader<'a, 'de> {
     found: Vec<Box<str>>,
     /// The top-level authority claims met (a bit each): a repeat is refused.
     seen: u64,
+    /// The object was walked to its end.
     walked: bool,
+    /// Something was refused or could not be handed over exactly on the way (even if `C`
+    /// went on): the separate readings decide.
+    failed: bool,
+}
+
+/// Raw members (`cnf`, `tid`, authority claims) are parsed again from their own slice,
+/// where serde_json's nesting budget starts afresh; one nested deeper than this ends the
+/// one pass, so that the separate readings apply the budget as they always did.
+const MAX_RAW_DEPTH: usize = 100;
+
+/// Whether `json` (one JSON value) nests arrays and objects deeper than `limit`.
+fn deeper_than(json: &str, limit: usize) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for b in json.bytes() {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > limit {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
+/// Ends the one pass: `why` is never shown, the separate readings give the answer.
+fn not_mirrored<E: de::Error>(why: &str) -> E {
+    E::custom(why)
 }
 
 /// What the pass does with the value of the member just named.
@@ -243,28 +301,15 @@ struct TeeMap<'a, 'r, 'de, A> {
     pending: Pending,
 }
 
-impl<'de, A: MapAccess<'de>> MapAccess<'de> for TeeMap<'_, '_, 'de, A> {
-    type Error = A::Error;
-
-    fn next_key_seed<K: DeserializeSeed<'de>>(
+impl<'de, A: MapAccess<'de>> TeeMap<'_, '_, 'de, A> {
+    /// The value of the member just named, read as `pending` says.
+    fn value<S: DeserializeSeed<'de>>(
         &mut self,
-        seed: K,
-    ) -> Result<Option<K::Value>, A::Error> {
-        let Some(Str(name)) = self.map.next_key::<Str<'de>>()? else {
-            self.reader.walked = true;
-            return Ok(None);
-        };
-        self.pending = self.reader.pending(&name);
-        match name {
-            Cow::Borrowed(name) => seed.deserialize(BorrowedStrDeserializer::new(name)),
-            Cow::Owned(name) => seed.deserialize(StringDeserializer::new(name)),
-        }
-        .map(Some)
-    }
-
-    fn next_value_seed<S: DeserializeSeed<'de>>(&mut self, seed: S) -> Result<S::Value, A::Error> {
+        pending: Pending,
+        seed: S,
+    ) -> Result<S::Value, A::Error> {
         let reader = &mut *self.reader;
-        match std::mem::replace(&mut self.pending, Pending::Pass) {
+        match pending {
             Pending::Pass => self.map.next_value_seed(seed),
             Pending::Mark(member) => {
                 reader
@@ -280,6 +325,9 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for TeeMap<'_, '_, 'de, A> {
             Pending::Raw(member, authority) => {
                 let raw: &'de RawValue = self.map.next_value()?;
                 let json = raw.get();
+                if deeper_than(json, MAX_RAW_DEPTH) {
+                    return Err(not_mirrored("a raw member nests too deep"));
+                }
                 let from_raw = || serde_json::Deserializer::from_str(json);
                 if let Some(member) = member {
                     reader
@@ -302,10 +350,74 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for TeeMap<'_, '_, 'de, A> {
             }
         }
     }
+}
+
+impl<'de, A: MapAccess<'de>> MapAccess<'de> for TeeMap<'_, '_, 'de, A> {
+    type Error = A::Error;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, A::Error> {
+        let Some(Str(name)) = self.map.next_key::<Str<'de>>().inspect_err(|_| {
+            self.reader.failed = true;
+        })?
+        else {
+            self.reader.walked = true;
+            return Ok(None);
+        };
+        self.pending = self.reader.pending(&name);
+        let key = seed.deserialize(Name::<A::Error>::new(name));
+        if key.is_err() {
+            self.reader.failed = true;
+        }
+        key.map(Some)
+    }
+
+    fn next_value_seed<S: DeserializeSeed<'de>>(&mut self, seed: S) -> Result<S::Value, A::Error> {
+        let pending = std::mem::replace(&mut self.pending, Pending::Pass);
+        let value = self.value(pending, seed);
+        if value.is_err() {
+            self.reader.failed = true;
+        }
+        value
+    }
 
     fn size_hint(&self) -> Option<usize> {
         self.map.size_hint()
     }
+}
+
+/// Type hints served only when the captured value is of the kind serde_json serves them
+/// from; any other is refused, so that the separate readings answer.
+macro_rules! strict {
+    ($($kind:ident: $($method:ident)*;)*) => {
+        $($(
+            fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, E> {
+                let fits = match self.value {
+                    Captured::U64(_) | Captured::I64(_) | Captured::F64(_) => {
+                        stringify!($kind) == "number"
+                    }
+                    Captured::Str(_) => stringify!($kind) == "string",
+                    Captured::Bool(_) => stringify!($kind) == "boolean",
+                    Captured::Null => stringify!($kind) == "null",
+                    Captured::Seq(_) => stringify!($kind) == "array",
+                };
+                self.expecting(fits, visitor)
+            }
+        )*)*
+    };
+}
+
+/// Hints a member name is not handed over for here.
+macro_rules! refuse {
+    ($($method:ident)*) => {
+        $(
+            fn $method<V: Visitor<'de>>(self, _visitor: V) -> Result<V::Value, E> {
+                Err(not_mirrored("a member name read as another type"))
+            }
+        )*
+    };
 }
 
 /// A member's value as serde_json handed it over, for replaying.
@@ -415,7 +527,8 @@ impl<'de, E: de::Error> Deserializer<'de> for Replay<'_, 'de, E> {
         match self.value {
             Captured::Str(Cow::Borrowed(s)) => visitor.visit_borrowed_bytes(s.as_bytes()),
             Captured::Str(Cow::Owned(s)) => visitor.visit_bytes(s.as_bytes()),
-            _ => self.deserialize_any(visitor),
+            Captured::Seq(_) => self.deserialize_any(visitor),
+            _ => Err(not_mirrored("bytes")),
         }
     }
 
@@ -425,9 +538,13 @@ impl<'de, E: de::Error> Deserializer<'de> for Replay<'_, 'de, E> {
 
     fn deserialize_newtype_struct<V: Visitor<'de>>(
         self,
-        _name: &'static str,
+        name: &'static str,
         visitor: V,
     ) -> Result<V::Value, E> {
+        // serde_json's raw value asks for itself by a private newtype name.
+        if name.starts_with("$serde_json") {
+            return Err(not_mirrored("a raw value"));
+        }
         visitor.visit_newtype_struct(self)
     }
 
@@ -445,13 +562,154 @@ impl<'de, E: de::Error> Deserializer<'de> for Replay<'_, 'de, E> {
             Captured::Str(Cow::Owned(s)) => {
                 StrDeserializer::<E>::new(s).deserialize_enum(name, variants, visitor)
             }
-            _ => self.deserialize_any(visitor),
+            _ => Err(not_mirrored("an enum")),
         }
     }
 
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, E> {
+        // serde_json reads a struct from an array too; never an object here.
+        let fits = matches!(self.value, Captured::Seq(_));
+        self.expecting(fits, visitor)
+    }
+
+    fn deserialize_unit_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, E> {
+        self.deserialize_unit(visitor)
+    }
+
+    fn deserialize_tuple<V: Visitor<'de>>(self, _len: usize, visitor: V) -> Result<V::Value, E> {
+        self.deserialize_seq(visitor)
+    }
+
+    fn deserialize_tuple_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _len: usize,
+        visitor: V,
+    ) -> Result<V::Value, E> {
+        self.deserialize_seq(visitor)
+    }
+
+    fn deserialize_map<V: Visitor<'de>>(self, _visitor: V) -> Result<V::Value, E> {
+        // A captured value is never an object.
+        Err(not_mirrored("a map"))
+    }
+
+    fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, E> {
+        visitor.visit_unit()
+    }
+
+    fn deserialize_f32<V: Visitor<'de>>(self, _visitor: V) -> Result<V::Value, E> {
+        // serde_json may read an `f32` from the digits (`float_roundtrip`).
+        Err(not_mirrored("f32"))
+    }
+
+    fn deserialize_i128<V: Visitor<'de>>(self, _visitor: V) -> Result<V::Value, E> {
+        Err(not_mirrored("i128"))
+    }
+
+    fn deserialize_u128<V: Visitor<'de>>(self, _visitor: V) -> Result<V::Value, E> {
+        Err(not_mirrored("u128"))
+    }
+
+    strict! {
+        number: deserialize_i8 deserialize_i16 deserialize_i32 deserialize_i64 deserialize_u8
+            deserialize_u16 deserialize_u32 deserialize_u64 deserialize_f64;
+        string: deserialize_str deserialize_string deserialize_char deserialize_identifier;
+        boolean: deserialize_bool;
+        null: deserialize_unit;
+        array: deserialize_seq;
+    }
+}
+
+impl<'de, E: de::Error> Replay<'_, 'de, E> {
+    /// The value as it is when `fits`, refused otherwise.
+    fn expecting<V: Visitor<'de>>(self, fits: bool, visitor: V) -> Result<V::Value, E> {
+        if fits {
+            self.deserialize_any(visitor)
+        } else {
+            Err(not_mirrored("a type hint of another kind"))
+        }
+    }
+}
+
+/// A member name as serde_json's map-key deserializer hands it over: a string for every
+/// hint a string serves, `Some` for an option, the name of a unit variant. Names asked for
+/// as numbers, booleans or bytes (which serde_json parses out of the string) are refused,
+/// so that the separate readings answer.
+struct Name<'de, E> {
+    name: Cow<'de, str>,
+    error: PhantomData<E>,
+}
+
+impl<'de, E> Name<'de, E> {
+    fn new(name: Cow<'de, str>) -> Self {
+        Self {
+            name,
+            error: PhantomData,
+        }
+    }
+}
+
+impl<'de, E: de::Error> Deserializer<'de> for Name<'de, E> {
+    type Error = E;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, E> {
+        match self.name {
+            Cow::Borrowed(name) => visitor.visit_borrowed_str(name),
+            Cow::Owned(name) => visitor.visit_str(&name),
+        }
+    }
+
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, E> {
+        visitor.visit_some(self)
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, E> {
+        if name.starts_with("$serde_json") {
+            return Err(not_mirrored("a raw value"));
+        }
+        visitor.visit_newtype_struct(self)
+    }
+
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        variants: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, E> {
+        match self.name {
+            Cow::Borrowed(s) => {
+                BorrowedStrDeserializer::<E>::new(s).deserialize_enum(name, variants, visitor)
+            }
+            Cow::Owned(s) => {
+                StrDeserializer::<E>::new(&s).deserialize_enum(name, variants, visitor)
+            }
+        }
+    }
+
+    refuse! {
+        deserialize_bool deserialize_i8 deserialize_i16 deserialize_i32 deserialize_i64
+        deserialize_i128 deserialize_u8 deserialize_u16 deserialize_u32 deserialize_u64
+        deserialize_u128 deserialize_f32 deserialize_f64 deserialize_bytes
+        deserialize_byte_buf
+    }
+
     serde::forward_to_deserialize_any! {
-        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
-        unit unit_struct seq tuple tuple_struct map struct identifier ignored_any
+        char str string unit unit_struct seq tuple tuple_struct map struct
+        identifier ignored_any
     }
 }
 
@@ -492,6 +750,7 @@ mod tests {
         let got = super::read::<Counted>(CLAIMS.as_bytes(), &ScopeClaim::Default, &authorities())
             .expect("well-formed");
         assert_eq!(READS.with(Cell::get), 1, "one pass");
+        assert!(got.one_pass);
         let claims = got.claims.expect("claims");
         let all: Value = serde_json::from_str(CLAIMS).expect("JSON");
         // Every member reached the typed claims, the ones validation read included.
@@ -572,8 +831,138 @@ mod tests {
         )
         .expect("escaped");
         assert_eq!(got.view.iss.as_deref(), Some("a/b"));
+        assert!(
+            got.one_pass,
+            "escaped names and values are handed over in the one pass"
+        );
         let claims = got.claims.expect("claims");
         assert_eq!(claims.iss.as_deref(), Some("a/b"));
         assert_eq!(claims.sub.as_deref(), Some("\u{e9}"));
+    }
+
+    /// Claims that keep what deserializes and skip the rest, errors ignored: legal serde.
+    #[derive(Debug)]
+    struct Forgiving(Vec<(String, Value)>);
+
+    impl<'de> Deserialize<'de> for Forgiving {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = Forgiving;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("claims")
+                }
+                fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Forgiving, A::Error> {
+                    let mut kept = Vec::new();
+                    while let Some(name) = map.next_key::<String>()? {
+                        if let Ok(value) = map.next_value::<Value>() {
+                            kept.push((name, value));
+                        }
+                    }
+                    Ok(Forgiving(kept))
+                }
+            }
+            d.deserialize_map(V)
+        }
+    }
+
+    #[test]
+    fn a_refusal_the_claims_type_ignores_still_refuses() {
+        let auth = authorities();
+        for bad in [
+            r#"{"iss":"https://good","iss":"https://evil","exp":5}"#,
+            r#"{"active":true,"exp":"soon"}"#,
+            r#"{"roles":["a"],"roles":["b"],"exp":5}"#,
+        ] {
+            let got = super::read::<Forgiving>(bad.as_bytes(), &ScopeClaim::Default, &auth);
+            let refused = match &got {
+                Err(Malformed) => true,
+                Ok(read) => read.authorities.is_err(),
+            };
+            assert!(refused, "{bad}");
+        }
+        let kept = super::read::<Forgiving>(br#"{"iss":"i","x":[1]}"#, &ScopeClaim::Default, &auth)
+            .expect("view");
+        assert!(kept.one_pass);
+        assert_eq!(kept.claims.expect("claims").0.len(), 2);
+    }
+
+    /// A value whose `Deserialize` asks for a number but takes a string too.
+    #[derive(Debug, PartialEq)]
+    struct Lenient(String);
+
+    impl<'de> Deserialize<'de> for Lenient {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl Visitor<'_> for V {
+                type Value = Lenient;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("a number")
+                }
+                fn visit_u64<E: de::Error>(self, v: u64) -> Result<Lenient, E> {
+                    Ok(Lenient(v.to_string()))
+                }
+                fn visit_str<E: de::Error>(self, v: &str) -> Result<Lenient, E> {
+                    Ok(Lenient(v.to_owned()))
+                }
+            }
+            d.deserialize_u64(V)
+        }
+    }
+
+    #[test]
+    fn type_hints_are_kept_as_serde_json_keeps_them() {
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct Hinted {
+            sub: Lenient,
+        }
+        let auth = AuthorityClaims::default();
+        let claim = ScopeClaim::Default;
+        // serde_json refuses a string where a number is asked for, whatever the visitor.
+        let got = super::read::<Hinted>(br#"{"sub":"42"}"#, &claim, &auth).expect("view");
+        assert!(serde_json::from_str::<Hinted>(r#"{"sub":"42"}"#).is_err());
+        assert!(got.claims.is_err(), "a string handed to a number hint");
+        assert!(
+            super::read::<Hinted>(br#"{"sub":42}"#, &claim, &auth).is_err(),
+            "the view refuses a numeric sub"
+        );
+        // A number asked for as f32, and member names asked for as numbers, go to the
+        // separate readings, which give serde_json's answer.
+        #[derive(Debug, Deserialize, PartialEq)]
+        struct Float {
+            exp: f32,
+        }
+        let got = super::read::<Float>(br#"{"exp":1.5}"#, &claim, &auth).expect("view");
+        assert!(!got.one_pass);
+        assert_eq!(got.claims.expect("claims"), Float { exp: 1.5 });
+        let got = super::read::<HashMap<u32, Value>>(br#"{"7":1}"#, &claim, &auth).expect("view");
+        assert!(!got.one_pass);
+        assert_eq!(got.claims.expect("claims").get(&7), Some(&Value::from(1)));
+    }
+
+    #[test]
+    fn raw_members_keep_serde_json_nesting_budget() {
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct Tenant {
+            tid: Value,
+        }
+        let claim = ScopeClaim::Default;
+        let auth = AuthorityClaims::default();
+        for depth in [10, 99, 100, 101, 126, 127, 128, 140] {
+            let json = format!(r#"{{"tid":{}{}}}"#, "[".repeat(depth), "]".repeat(depth));
+            let got = super::read::<Tenant>(json.as_bytes(), &claim, &auth);
+            let alone = serde_json::from_str::<Tenant>(&json).is_ok();
+            let view = super::super::parse(json.as_bytes(), &claim).is_ok();
+            match got {
+                Ok(read) => {
+                    assert!(view, "depth {depth}");
+                    assert_eq!(read.claims.is_ok(), alone, "depth {depth}");
+                    assert_eq!(read.one_pass, depth <= MAX_RAW_DEPTH, "depth {depth}");
+                }
+                Err(Malformed) => assert!(!view, "depth {depth}"),
+            }
+        }
     }
 }

@@ -91,6 +91,7 @@ pub(super) fn decide<C: DeserializeOwned>(
         view,
         claims,
         authorities,
+        ..
     } = claims::read::<C>(body, &rules.scope_claim, &rules.authorities).map_err(|_| malformed())?;
     if view.active != Some(true) {
         return Err(AuthError::invalid_token("the token is not active"));

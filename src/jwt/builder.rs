@@ -293,9 +293,11 @@ impl<C> JwtBuilder<C> {
     /// claims do not fit `T` is rejected as `invalid_token`.
     ///
     /// `T` is read in the same pass over the payload as the claims validation checks, when
-    /// its `Deserialize` reads a map or a struct (derived structs, maps, `serde_json::Value`);
-    /// a `T` read otherwise (a newtype, a raw value) costs a second pass. Either way the
-    /// signature is verified before the principal, and `T` with it, is handed out.
+    /// its `Deserialize` reads a map or a struct (derived structs, `serde_json::Value`, maps
+    /// with string keys); a `T` read otherwise (a newtype, a raw value) costs separate
+    /// passes. Either way `T`'s `Deserialize` runs before the signature is checked, on
+    /// claims not yet verified (at most the token's length): it must not trust them, and a
+    /// principal, `T` with it, is handed out only for a token that passed every check.
     pub fn claims<T>(self) -> JwtBuilder<T> {
         JwtBuilder {
             issuers: self.issuers,

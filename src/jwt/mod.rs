@@ -206,12 +206,14 @@ where
             return Err(AuthError::invalid_token("the token's algorithm is not accepted").into());
         }
         let payload = b64(p64)?;
-        // The typed claims are read here too, in the same pass; nothing of them is used
-        // unless the signature verifies.
+        // The typed claims are read here too, in the same pass, before the signature is
+        // checked (their `Deserialize` runs on unverified claims); nothing of them is used
+        // unless the signature verifies, and their error is returned only then.
         let claims::Read {
             view,
             claims,
             authorities,
+            ..
         } = claims::read::<C>(&payload, &inner.scope_claim, &inner.authorities)
             .map_err(|_| AuthError::invalid_token("the token's claims are malformed"))?;
         let iss = view
