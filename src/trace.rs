@@ -36,11 +36,6 @@ impl AuthSpan {
     /// `kid` of the key that verified the token (a JWT's, when the key has one). A rejected
     /// token's `kid` is never recorded: it is whatever the sender chose.
     pub(crate) fn record(&self, outcome: Result<(&str, Option<&str>), &AuthError>) {
-        // No subscriber wants the span: each field would still be looked up by name.
-        #[cfg(feature = "tracing")]
-        if self.0.is_disabled() {
-            return;
-        }
         #[cfg(feature = "tracing")]
         match outcome {
             Ok((issuer, kid)) => {
