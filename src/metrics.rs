@@ -56,16 +56,21 @@ pub(crate) fn accepted(issuer: &std::sync::Arc<str>) {
     accepted::count(issuer);
 }
 
-/// `portcullis_requests_total{outcome="ok", issuer}`, on every admitted request: the key
-/// (its labels and its hash) is built once per issuer and thread rather than per request.
+/// `portcullis_requests_total{outcome="ok", issuer}`, on every admitted request. Each thread
+/// keeps the key (its labels and its hash) of the issuer it counted last, so a run of
+/// requests from one issuer builds it once; a request from another issuer builds it anew.
 #[cfg(feature = "metrics")]
 mod accepted {
     use std::{cell::RefCell, sync::Arc};
 
     use metrics::{Key, Label, Level, Metadata};
 
-    static METADATA: Metadata<'static> =
-        Metadata::new(module_path!(), Level::INFO, Some(module_path!()));
+    // The target and module the `counter!` macro gives the other counters of this module.
+    static METADATA: Metadata<'static> = Metadata::new(
+        "portcullis::metrics",
+        Level::INFO,
+        Some("portcullis::metrics"),
+    );
 
     thread_local! {
         /// The key of the issuer this thread counted last (requests of one thread mostly

@@ -133,7 +133,7 @@ fn authorization(headers: &HeaderMap) -> Result<Option<(&str, Scheme, bool)>, Au
     let token = rest.trim_start_matches(' ');
     // The value must be visible ASCII, as `HeaderValue::to_str` has it. A token that fits
     // the `b64token` grammar is visible ASCII already, so then only the scheme is left to
-    // look at; the bytes of the usual header are read once.
+    // look at, and the grammar is not checked again later.
     let fits = is_b64token(token);
     if !(fits && visible_ascii(scheme.as_bytes()).is_some()) && visible_ascii(bytes).is_none() {
         return Err(not_visible());
@@ -197,7 +197,7 @@ fn too_long() -> AuthError {
 
 /// Whether `f` holds for every byte. The bytes are taken 32 at a time without an early exit
 /// inside a block, so the compiler turns the test into vector instructions: this runs over
-/// every token of every request, twice.
+/// every token of every request.
 fn all_bytes(bytes: &[u8], f: impl Fn(u8) -> bool) -> bool {
     let mut blocks = bytes.chunks_exact(32);
     blocks

@@ -1,8 +1,8 @@
 //! The verified-token cache: a token whose signature and claims were checked is remembered,
 //! so the next request with the same token skips the cryptography and the parsing.
 //!
-//! - An entry is found by a seeded rapidhash of the whole token (random seed and secrets
-//!   per cache) and holds the token itself, which a hit compares in full: a token that
+//! - An entry is found by a seeded rapidhash of the whole token (a random seed per cache,
+//!   random secrets per process) and holds the token itself, which a hit compares in full: a token that
 //!   differs in any byte (one signature byte included) never hits another token's entry,
 //!   so the hash needs no collision resistance, only speed and spread. Two tokens with the
 //!   same hash share a slot, and the later one displaces the earlier one: only tokens that
