@@ -1029,6 +1029,68 @@ fn dpop(c: &mut Criterion) {
         });
     });
     group.finish();
+
+    if !under_cargo_bench() {
+        return;
+    }
+    // Paired: a block of each variant per round, the order rotating; the figure is the
+    // per-round (dpop − bearer) / es256_verify. Proofs are signed before each block's clock
+    // starts; every timed request must answer 200.
+    let timed_ok = |requests: Vec<Request<()>>| {
+        let prepared: Vec<_> = requests.into_iter().map(|r| (service.clone(), r)).collect();
+        rt.block_on(async {
+            let started = Instant::now();
+            for (service, req) in prepared {
+                let response = service.oneshot(req).await.expect("infallible");
+                assert_eq!(response.status(), StatusCode::OK);
+                black_box(response);
+            }
+            started.elapsed()
+        })
+    };
+    let per_call = rounds(
+        ROUNDS,
+        BLOCK,
+        &mut [
+            &mut |_| {
+                let started = Instant::now();
+                for _ in 0..BLOCK {
+                    black_box(
+                        jsonwebtoken::crypto::verify(
+                            signature,
+                            message.as_bytes(),
+                            &ec_public,
+                            jsonwebtoken::Algorithm::ES256,
+                        )
+                        .expect("verifies"),
+                    );
+                }
+                started.elapsed()
+            },
+            &mut |_| {
+                timed_ok(
+                    (0..BLOCK)
+                        .map(|_| request("DPoP", &bound_token, Some(proof())))
+                        .collect(),
+                )
+            },
+            &mut |_| {
+                timed_ok(
+                    (0..BLOCK)
+                        .map(|_| request("Bearer", &bearer_token, None))
+                        .collect(),
+                )
+            },
+        ],
+    );
+    report("dpop", &["es256_verify", "dpop", "bearer"], &per_call, &[]);
+    let extra: Vec<f64> = (0..ROUNDS)
+        .map(|i| (per_call[1][i] - per_call[2][i]) / per_call[0][i])
+        .collect();
+    let (q1, median, q3) = quartiles(extra);
+    println!(
+        "dpop/paired  (dpop - bearer) / es256_verify: median {median:.3}, quartiles [{q1:.3}, {q3:.3}]"
+    );
 }
 
 criterion_group!(
