@@ -153,6 +153,30 @@ fn not_mirrored<E: de::Error>(why: &str) -> E {
     E::custom(why)
 }
 
+/// serde_json's raw value asks for itself by a private newtype name; only serde_json can
+/// hand one over.
+fn refuse_raw_value<E: de::Error>(newtype: &str) -> Result<(), E> {
+    if newtype.starts_with("$serde_json") {
+        return Err(not_mirrored("a raw value"));
+    }
+    Ok(())
+}
+
+/// The unit variant a string names, as serde_json reads an enum from a string.
+fn unit_variant<'de, E: de::Error, V: Visitor<'de>>(
+    s: &Cow<'de, str>,
+    name: &'static str,
+    variants: &'static [&'static str],
+    visitor: V,
+) -> Result<V::Value, E> {
+    match s {
+        Cow::Borrowed(s) => {
+            BorrowedStrDeserializer::<E>::new(s).deserialize_enum(name, variants, visitor)
+        }
+        Cow::Owned(s) => StrDeserializer::<E>::new(s).deserialize_enum(name, variants, visitor),
+    }
+}
+
 /// What the pass does with the value of the member just named.
 #[derive(Clone, Copy)]
 enum Pending {
@@ -541,10 +565,7 @@ impl<'de, E: de::Error> Deserializer<'de> for Replay<'_, 'de, E> {
         name: &'static str,
         visitor: V,
     ) -> Result<V::Value, E> {
-        // serde_json's raw value asks for itself by a private newtype name.
-        if name.starts_with("$serde_json") {
-            return Err(not_mirrored("a raw value"));
-        }
+        refuse_raw_value(name)?;
         visitor.visit_newtype_struct(self)
     }
 
@@ -555,13 +576,7 @@ impl<'de, E: de::Error> Deserializer<'de> for Replay<'_, 'de, E> {
         visitor: V,
     ) -> Result<V::Value, E> {
         match self.value {
-            // A unit variant named by a string, as serde_json reads one.
-            Captured::Str(Cow::Borrowed(s)) => {
-                BorrowedStrDeserializer::<E>::new(s).deserialize_enum(name, variants, visitor)
-            }
-            Captured::Str(Cow::Owned(s)) => {
-                StrDeserializer::<E>::new(s).deserialize_enum(name, variants, visitor)
-            }
+            Captured::Str(s) => unit_variant(s, name, variants, visitor),
             _ => Err(not_mirrored("an enum")),
         }
     }
@@ -678,9 +693,7 @@ impl<'de, E: de::Error> Deserializer<'de> for Name<'de, E> {
         name: &'static str,
         visitor: V,
     ) -> Result<V::Value, E> {
-        if name.starts_with("$serde_json") {
-            return Err(not_mirrored("a raw value"));
-        }
+        refuse_raw_value(name)?;
         visitor.visit_newtype_struct(self)
     }
 
@@ -690,14 +703,7 @@ impl<'de, E: de::Error> Deserializer<'de> for Name<'de, E> {
         variants: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, E> {
-        match self.name {
-            Cow::Borrowed(s) => {
-                BorrowedStrDeserializer::<E>::new(s).deserialize_enum(name, variants, visitor)
-            }
-            Cow::Owned(s) => {
-                StrDeserializer::<E>::new(&s).deserialize_enum(name, variants, visitor)
-            }
-        }
+        unit_variant(&self.name, name, variants, visitor)
     }
 
     refuse! {
