@@ -20,7 +20,8 @@
 //!
 //! `C` is read before the signature is checked, like the view: a token whose signature
 //! does not verify is refused and its claims dropped, but `C`'s `Deserialize` has run on
-//! them. The payload is at most the token's length (`max_token_len`, 8 KiB by default).
+//! them. A JWT's payload is at most the token's length (`max_token_len`, 8 KiB by default);
+//! an introspection answer is at most `max_response_bytes`, and is read once it arrived.
 
 use std::{borrow::Cow, fmt, marker::PhantomData};
 
