@@ -213,12 +213,7 @@ impl Scopes {
     /// character a scope cannot have, are dropped.
     pub fn from_space_delimited(list: &str) -> Self {
         // Already as kept (scope-tokens, one space apart), as issuers write it: one copy.
-        let kept = !list.is_empty()
-            && !list.starts_with(' ')
-            && !list.ends_with(' ')
-            && !list.contains("  ")
-            && list.bytes().all(|b| b == b' ' || is_scope_byte(b));
-        if kept {
+        if list.split(' ').all(is_scope_token) {
             return Self(Some(Arc::from(list)));
         }
         Self::from_iter(list.split(' '))
@@ -256,12 +251,9 @@ impl Scopes {
 
 /// Whether `s` is one RFC 6749 §3.3 `scope-token`: `1*( %x21 / %x23-5B / %x5D-7E )`.
 pub(crate) fn is_scope_token(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(is_scope_byte)
-}
-
-/// A byte of an RFC 6749 `scope-token`: `%x21 / %x23-5B / %x5D-7E`.
-fn is_scope_byte(b: u8) -> bool {
-    matches!(b, 0x21 | 0x23..=0x5B | 0x5D..=0x7E)
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| matches!(b, 0x21 | 0x23..=0x5B | 0x5D..=0x7E))
 }
 
 impl<'a> FromIterator<&'a str> for Scopes {
