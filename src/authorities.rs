@@ -204,30 +204,18 @@ impl AuthorityClaims {
         Self::collect(out)
     }
 
-    /// Where the top-level claim `name` is among the claims read (for a reader that walks
-    /// the claims object itself and hands over each such member's value).
-    pub(crate) fn top_level(&self, name: &str) -> Option<usize> {
-        self.root.children.iter().position(|(n, _)| **n == *name)
-    }
-
-    /// Reads the authorities under the top-level claim `at` (from
-    /// [`top_level`](Self::top_level)) out of that member's JSON value, into `out`.
-    pub(crate) fn walk_top_level(
-        &self,
-        at: usize,
-        value: &str,
-        out: &mut Vec<Box<str>>,
-    ) -> Result<(), serde_json::Error> {
-        let Some((_, node)) = self.root.children.get(at) else {
-            return Ok(());
-        };
-        let mut de = serde_json::Deserializer::from_str(value);
-        Walk { node, out }.deserialize(&mut de)?;
-        de.end()
+    /// A reader of the authorities for a pass that walks the claims object itself and
+    /// hands over the value of each top-level member this one reads.
+    pub(crate) fn members(&self) -> Members<'_> {
+        Members {
+            children: &self.root.children,
+            seen: 0,
+            out: Vec::new(),
+        }
     }
 
     /// The authorities read, unless there are more than a token may carry.
-    pub(crate) fn collect(out: Vec<Box<str>>) -> Result<Authorities, AuthError> {
+    fn collect(out: Vec<Box<str>>) -> Result<Authorities, AuthError> {
         if out.len() > MAX_AUTHORITIES {
             return Err(AuthError::invalid_token(
                 "the token carries too many authorities",
@@ -235,6 +223,54 @@ impl AuthorityClaims {
         }
         Ok(Authorities::from_vec(out))
     }
+}
+
+/// The authorities of a claims object read member by member ([`AuthorityClaims::members`]),
+/// under the same rules as [`AuthorityClaims::extract`]: a configured claim repeated in the
+/// object is refused, and so are too many authorities.
+pub(crate) struct Members<'a> {
+    children: &'a [(Box<str>, Node)],
+    seen: u64,
+    out: Vec<Box<str>>,
+}
+
+impl Members<'_> {
+    /// Where the top-level claim `name` is among the claims read.
+    pub(crate) fn find(&self, name: &str) -> Option<usize> {
+        self.children.iter().position(|(n, _)| **n == *name)
+    }
+
+    /// Reads the authorities under the top-level claim `at` (from [`find`](Self::find))
+    /// out of that member's JSON value.
+    pub(crate) fn read(&mut self, at: usize, value: &str) -> Result<(), serde_json::Error> {
+        let Some((_, node)) = self.children.get(at) else {
+            return Err(de::Error::custom("no such authority claim"));
+        };
+        repeat(&mut self.seen, at)?;
+        let mut de = serde_json::Deserializer::from_str(value);
+        Walk {
+            node,
+            out: &mut self.out,
+        }
+        .deserialize(&mut de)?;
+        de.end()
+    }
+
+    /// The authorities read, unless there are more than a token may carry.
+    pub(crate) fn finish(self) -> Result<Authorities, AuthError> {
+        AuthorityClaims::collect(self.out)
+    }
+}
+
+/// Marks the claim at `at` (below [`MAX_CHILDREN`]) as met in one object: meeting it again
+/// is refused, since JSON parsers disagree on which of two equal names wins.
+fn repeat<E: de::Error>(seen: &mut u64, at: usize) -> Result<(), E> {
+    let bit = 1u64 << at;
+    if *seen & bit != 0 {
+        return Err(de::Error::custom("a claim is repeated"));
+    }
+    *seen |= bit;
+    Ok(())
 }
 
 /// Visits the value at one node of the tree.
@@ -386,17 +422,12 @@ impl<'de> Visitor<'de> for Walk<'_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let children = &self.node.children;
-        // Which configured names this object has had: a repeat is refused, since JSON
-        // parsers disagree on which of two equal names wins.
+        // Which configured names this object has had.
         let mut seen = 0u64;
         while let Some(found) = map.next_key_seed(Key(children))? {
             match found {
                 Some(at) => {
-                    let bit = 1u64 << at;
-                    if seen & bit != 0 {
-                        return Err(de::Error::custom("a claim is repeated"));
-                    }
-                    seen |= bit;
+                    repeat(&mut seen, at)?;
                     map.next_value_seed(Walk {
                         node: &children[at].1,
                         out: &mut *self.out,

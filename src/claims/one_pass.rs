@@ -33,7 +33,7 @@ use serde_json::value::RawValue;
 
 use super::{ClaimsView, Member, ScopeClaim, Str};
 use crate::{
-    authorities::{Authorities, AuthorityClaims},
+    authorities::{Authorities, AuthorityClaims, Members},
     error::AuthError,
 };
 
@@ -66,9 +66,7 @@ pub(crate) fn read<'de, C: Deserialize<'de>>(
     let mut reader = Reader {
         view: ClaimsView::default(),
         scope_claim,
-        authorities,
-        found: Vec::new(),
-        seen: 0,
+        authorities: authorities.members(),
         walked: false,
         failed: false,
     };
@@ -82,7 +80,7 @@ pub(crate) fn read<'de, C: Deserialize<'de>>(
         Ok(claims) if reader.walked && !reader.failed => Ok(Read {
             view: reader.view,
             claims: Ok(claims),
-            authorities: AuthorityClaims::collect(reader.found),
+            authorities: reader.authorities.finish(),
             #[cfg(test)]
             one_pass: true,
         }),
@@ -105,10 +103,7 @@ pub(crate) fn read<'de, C: Deserialize<'de>>(
 struct Reader<'a, 'de> {
     view: ClaimsView<'de>,
     scope_claim: &'a ScopeClaim,
-    authorities: &'a AuthorityClaims,
-    found: Vec<Box<str>>,
-    /// The top-level authority claims met (a bit each): a repeat is refused.
-    seen: u64,
+    authorities: Members<'a>,
     /// The object was walked to its end.
     walked: bool,
     /// Something was refused or could not be handed over exactly on the way (even if `C`
@@ -194,7 +189,7 @@ enum Pending {
 impl Reader<'_, '_> {
     fn pending(&self, name: &str) -> Pending {
         let member = Member::of(name, self.scope_claim);
-        let authority = self.authorities.top_level(name);
+        let authority = self.authorities.find(name);
         match (member, authority) {
             (None, None) => Pending::Pass,
             (Some(m), None) if m.is_marker() => Pending::Mark(m),
@@ -361,14 +356,9 @@ impl<'de, A: MapAccess<'de>> TeeMap<'_, '_, 'de, A> {
                         .map_err(de::Error::custom)?;
                 }
                 if let Some(at) = authority {
-                    let bit = 1u64 << (at % 64);
-                    if reader.seen & bit != 0 {
-                        return Err(de::Error::custom("an authority claim is repeated"));
-                    }
-                    reader.seen |= bit;
                     reader
                         .authorities
-                        .walk_top_level(at, json, &mut reader.found)
+                        .read(at, json)
                         .map_err(de::Error::custom)?;
                 }
                 seed.deserialize(&mut from_raw()).map_err(de::Error::custom)
