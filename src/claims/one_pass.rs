@@ -409,15 +409,7 @@ macro_rules! strict {
     ($($kind:ident: $($method:ident)*;)*) => {
         $($(
             fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, E> {
-                let fits = match self.value {
-                    Captured::U64(_) | Captured::I64(_) | Captured::F64(_) => {
-                        stringify!($kind) == "number"
-                    }
-                    Captured::Str(_) => stringify!($kind) == "string",
-                    Captured::Bool(_) => stringify!($kind) == "boolean",
-                    Captured::Null => stringify!($kind) == "null",
-                    Captured::Seq(_) => stringify!($kind) == "array",
-                };
+                let fits = self.value.kind() == Kind::$kind;
                 self.expecting(fits, visitor)
             }
         )*)*
@@ -484,6 +476,28 @@ impl<'de> Deserialize<'de> for Captured<'de> {
             }
         }
         d.deserialize_any(V)
+    }
+}
+
+/// The JSON kind of a captured value, which decides the type hints it serves.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Number,
+    String,
+    Boolean,
+    Null,
+    Array,
+}
+
+impl Captured<'_> {
+    fn kind(&self) -> Kind {
+        match self {
+            Self::U64(_) | Self::I64(_) | Self::F64(_) => Kind::Number,
+            Self::Str(_) => Kind::String,
+            Self::Bool(_) => Kind::Boolean,
+            Self::Null => Kind::Null,
+            Self::Seq(_) => Kind::Array,
+        }
     }
 }
 
@@ -579,8 +593,7 @@ impl<'de, E: de::Error> Deserializer<'de> for Replay<'_, 'de, E> {
         visitor: V,
     ) -> Result<V::Value, E> {
         // serde_json reads a struct from an array too; never an object here.
-        let fits = matches!(self.value, Captured::Seq(_));
-        self.expecting(fits, visitor)
+        self.deserialize_seq(visitor)
     }
 
     fn deserialize_unit_struct<V: Visitor<'de>>(
@@ -627,12 +640,12 @@ impl<'de, E: de::Error> Deserializer<'de> for Replay<'_, 'de, E> {
     }
 
     strict! {
-        number: deserialize_i8 deserialize_i16 deserialize_i32 deserialize_i64 deserialize_u8
+        Number: deserialize_i8 deserialize_i16 deserialize_i32 deserialize_i64 deserialize_u8
             deserialize_u16 deserialize_u32 deserialize_u64 deserialize_f64;
-        string: deserialize_str deserialize_string deserialize_char deserialize_identifier;
-        boolean: deserialize_bool;
-        null: deserialize_unit;
-        array: deserialize_seq;
+        String: deserialize_str deserialize_string deserialize_char deserialize_identifier;
+        Boolean: deserialize_bool;
+        Null: deserialize_unit;
+        Array: deserialize_seq;
     }
 }
 
