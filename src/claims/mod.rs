@@ -5,7 +5,7 @@
 //! Validation reads the claims once ([`read`]): the typed claims, the members validation
 //! needs ([`ClaimsView`]) and the authorities come out of one pass over the payload.
 
-use std::{borrow::Cow, fmt, sync::Arc, time::Duration};
+use std::{borrow::Cow, convert::identity, fmt, sync::Arc, time::Duration};
 
 use serde::de::{
     self, Deserialize as _, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess,
@@ -323,7 +323,14 @@ impl Member {
     }
 }
 
-fn set<'de, T, D>(slot: &mut Option<T>, d: D, name: &'static str) -> Result<(), D::Error>
+/// Reads a member's value from `d` as `T` into `slot`, as `into` turns it; a second value
+/// for the same member is refused.
+fn set<'de, T, U, D>(
+    slot: &mut Option<U>,
+    d: D,
+    name: &'static str,
+    into: impl FnOnce(T) -> U,
+) -> Result<(), D::Error>
 where
     T: de::Deserialize<'de>,
     D: Deserializer<'de>,
@@ -331,31 +338,7 @@ where
     if slot.is_some() {
         return Err(de::Error::duplicate_field(name));
     }
-    *slot = Some(T::deserialize(d)?);
-    Ok(())
-}
-
-fn set_str<'de, D: Deserializer<'de>>(
-    slot: &mut Option<Cow<'de, str>>,
-    d: D,
-    name: &'static str,
-) -> Result<(), D::Error> {
-    if slot.is_some() {
-        return Err(de::Error::duplicate_field(name));
-    }
-    *slot = Some(Str::deserialize(d)?.0);
-    Ok(())
-}
-
-fn set_date<'de, D: Deserializer<'de>>(
-    slot: &mut Option<f64>,
-    d: D,
-    name: &'static str,
-) -> Result<(), D::Error> {
-    if slot.is_some() {
-        return Err(de::Error::duplicate_field(name));
-    }
-    *slot = Some(NumericDate::deserialize(d)?.0);
+    *slot = Some(into(T::deserialize(d)?));
     Ok(())
 }
 
@@ -367,17 +350,19 @@ impl<'de> ClaimsView<'de> {
         member: Member,
         d: D,
     ) -> Result<(), D::Error> {
+        let text = |Str(s)| s;
+        let date = |NumericDate(t)| t;
         match member {
-            Member::Iss => set_str(&mut self.iss, d, "iss"),
-            Member::Sub => set_str(&mut self.sub, d, "sub"),
-            Member::Aud => set(&mut self.aud, d, "aud"),
-            Member::Exp => set_date(&mut self.exp, d, "exp"),
-            Member::Nbf => set_date(&mut self.nbf, d, "nbf"),
-            Member::Iat => set_date(&mut self.iat, d, "iat"),
-            Member::Active => set(&mut self.active, d, "active"),
-            Member::TokenType => set_str(&mut self.token_type, d, "token_type"),
-            Member::Cnf => set(&mut self.cnf, d, "cnf"),
-            Member::Typ => set_str(&mut self.typ, d, "typ"),
+            Member::Iss => set(&mut self.iss, d, "iss", text),
+            Member::Sub => set(&mut self.sub, d, "sub", text),
+            Member::Aud => set(&mut self.aud, d, "aud", identity),
+            Member::Exp => set(&mut self.exp, d, "exp", date),
+            Member::Nbf => set(&mut self.nbf, d, "nbf", date),
+            Member::Iat => set(&mut self.iat, d, "iat", date),
+            Member::Active => set(&mut self.active, d, "active", identity),
+            Member::TokenType => set(&mut self.token_type, d, "token_type", text),
+            Member::Cnf => set(&mut self.cnf, d, "cnf", identity),
+            Member::Typ => set(&mut self.typ, d, "typ", text),
             Member::Nonce => {
                 self.nonce = true;
                 IgnoredAny::deserialize(d).map(drop)
@@ -386,8 +371,8 @@ impl<'de> ClaimsView<'de> {
                 self.id_token_hash = true;
                 IgnoredAny::deserialize(d).map(drop)
             }
-            Member::Acr => set_str(&mut self.acr, d, "acr"),
-            Member::AuthTime => set_date(&mut self.auth_time, d, "auth_time"),
+            Member::Acr => set(&mut self.acr, d, "acr", text),
+            Member::AuthTime => set(&mut self.auth_time, d, "auth_time", date),
             Member::Tid => {
                 if self.tid_seen {
                     return Err(de::Error::duplicate_field("tid"));
@@ -396,8 +381,8 @@ impl<'de> ClaimsView<'de> {
                 self.tid = AnyStr::deserialize(d)?.0;
                 Ok(())
             }
-            Member::Scope => set(&mut self.scope, d, "scope"),
-            Member::Scp => set(&mut self.scp, d, "scp"),
+            Member::Scope => set(&mut self.scope, d, "scope", identity),
+            Member::Scp => set(&mut self.scp, d, "scp", identity),
         }
     }
 }
