@@ -135,7 +135,8 @@ fn authorization(headers: &HeaderMap) -> Result<Option<(&str, Scheme, bool)>, Au
     // the `b64token` grammar is visible ASCII already, so then only the scheme is left to
     // look at, and the grammar is not checked again later.
     let fits = is_b64token(token);
-    if !(fits && visible_ascii(scheme.as_bytes()).is_some()) && visible_ascii(bytes).is_none() {
+    let visible = (fits && is_visible_ascii(scheme.as_bytes())) || is_visible_ascii(bytes);
+    if !visible {
         return Err(not_visible());
     }
     let scheme = if scheme.eq_ignore_ascii_case("bearer") {
@@ -206,12 +207,10 @@ fn all_bytes(bytes: &[u8], f: impl Fn(u8) -> bool) -> bool {
         && blocks.remainder().iter().all(|&b| f(b))
 }
 
-/// The header value as text when every byte is visible ASCII or a tab: the rule of
+/// Whether every byte is visible ASCII or a tab: the rule of
 /// [`HeaderValue::to_str`](http::HeaderValue::to_str).
-fn visible_ascii(bytes: &[u8]) -> Option<&str> {
-    let visible = all_bytes(bytes, |b| (b' '..=b'~').contains(&b) | (b == b'\t'));
-    // ASCII is UTF-8: this only converts.
-    visible.then(|| std::str::from_utf8(bytes).ok()).flatten()
+fn is_visible_ascii(bytes: &[u8]) -> bool {
+    all_bytes(bytes, |b| (b' '..=b'~').contains(&b) | (b == b'\t'))
 }
 
 /// Whether `b` may appear in a `b64token` before its `=` padding.
@@ -268,14 +267,8 @@ mod tests {
             for at in [0, 5, 31, 32, 63, 64, 69] {
                 let mut bytes = base.clone();
                 bytes[at] = b;
-                let expected = HeaderValue::from_bytes(&bytes)
-                    .ok()
-                    .and_then(|v| v.to_str().ok().map(str::to_owned));
-                assert_eq!(
-                    visible_ascii(&bytes).map(str::to_owned),
-                    expected,
-                    "byte {b:#04x} at {at}"
-                );
+                let expected = HeaderValue::from_bytes(&bytes).is_ok_and(|v| v.to_str().is_ok());
+                assert_eq!(is_visible_ascii(&bytes), expected, "byte {b:#04x} at {at}");
                 let expected = bytes.iter().all(|&c| b64token_byte(c));
                 assert_eq!(
                     all_bytes(&bytes, b64token_byte),
