@@ -2,9 +2,9 @@
 //! so the next request with the same token skips the cryptography and the parsing.
 //!
 //! - An entry is found by a seeded rapidhash of the whole token (a random seed per cache,
-//!   random secrets per process) and holds the token itself, which a hit compares in full: a token that
-//!   differs in any byte (one signature byte included) never hits another token's entry,
-//!   so the hash needs no collision resistance, only speed and spread. Two tokens with the
+//!   random secrets per process) and holds the token itself, which a hit compares in full:
+//!   a token that differs in any byte (one signature byte included) never hits another
+//!   token's entry, so the hash needs no collision resistance, only speed and spread. Two tokens with the
 //!   same hash share a slot, and the later one displaces the earlier one: only tokens that
 //!   were verified are inserted, so the worst a collision can do is one more full
 //!   validation. The token stays in memory only with its entry and is never logged.
