@@ -783,6 +783,10 @@ mod tests {
         let whole: Value = serde_json::from_str(CLAIMS).expect("JSON");
 
         let got = super::read::<Newtype>(CLAIMS.as_bytes(), &claim, &auth).expect("newtype");
+        assert!(
+            !got.one_pass,
+            "a newtype is not walked: the separate readings answer"
+        );
         assert_eq!(got.claims.expect("claims").0, whole);
         assert_eq!(got.view.sub.as_deref(), Some("alice"));
         assert_eq!(got.authorities.expect("authorities").len(), 1);
