@@ -125,6 +125,7 @@
 mod alg;
 mod authenticate;
 mod authorities;
+mod base64url;
 mod claims;
 mod clock;
 mod confirmation;

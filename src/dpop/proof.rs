@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 use super::{nonce::Nonces, replay::ReplayKey};
 use crate::{
     alg::{AlgSet, Algorithm},
+    base64url,
     error::{AuthError, ErrorKind},
     jwks::{
         keys::{self, RawJwk},
@@ -121,18 +122,14 @@ pub(crate) fn sha256_b64(input: &[u8]) -> String {
 /// Checks the proof; the nonce check comes last so that a proof failing anything else is
 /// reported as such.
 pub(crate) fn verify(proof: &str, expected: &Expected<'_>) -> Result<Verified, AuthError> {
-    let mut parts = proof.splitn(4, '.');
-    let (Some(h64), Some(p64), Some(s64), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
+    let Some((h64, p64, s64)) = base64url::split(proof) else {
         return Err(invalid("the DPoP proof is not a compact JWS"));
     };
     if h64.is_empty() || p64.is_empty() || s64.is_empty() {
         return Err(invalid("the DPoP proof is not a compact JWS"));
     }
-    let header_json = URL_SAFE_NO_PAD
-        .decode(h64)
-        .map_err(|_| invalid("the DPoP proof is not valid base64url"))?;
+    let header_json =
+        base64url::decode(h64).ok_or_else(|| invalid("the DPoP proof is not valid base64url"))?;
     let header: RawHeader<'_> =
         object(&header_json).ok_or_else(|| invalid("the DPoP proof header is malformed"))?;
     if header.crit || header.b64 || header.enc || header.zip {
@@ -149,15 +146,13 @@ pub(crate) fn verify(proof: &str, expected: &Expected<'_>) -> Result<Verified, A
         .ok_or_else(|| invalid("the DPoP proof's algorithm is not accepted"))?;
     let (key, canonical) = key(&header.jwk, alg)?;
     let message = &proof[..h64.len() + 1 + p64.len()];
-    let verified = URL_SAFE_NO_PAD
-        .decode(s64)
-        .is_ok_and(|signature| key.verify(alg, message.as_bytes(), &signature));
+    let verified = base64url::decode(s64)
+        .is_some_and(|signature| key.verify(alg, message.as_bytes(), &signature));
     if !verified {
         return Err(invalid("the DPoP proof's signature does not verify"));
     }
-    let payload = URL_SAFE_NO_PAD
-        .decode(p64)
-        .map_err(|_| invalid("the DPoP proof is not valid base64url"))?;
+    let payload =
+        base64url::decode(p64).ok_or_else(|| invalid("the DPoP proof is not valid base64url"))?;
     let claims: RawClaims<'_> =
         object(&payload).ok_or_else(|| invalid("the DPoP proof's claims are malformed"))?;
     if claims.jti.is_empty() || claims.jti.len() > MAX_JTI_LEN {

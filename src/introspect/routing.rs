@@ -1,11 +1,11 @@
 use std::borrow::Cow;
 
-use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use serde::{Deserialize, de::DeserializeOwned};
 
 use super::Introspection;
 use crate::{
     authenticate::{Authenticate, Authentication},
+    base64url,
     jwt::Jwt,
 };
 
@@ -71,13 +71,10 @@ pub(crate) fn is_jwt_shaped(token: &str) -> bool {
         #[serde(borrow)]
         alg: Cow<'a, str>,
     }
-    let mut parts = token.split('.');
-    let (Some(header), Some(payload), Some(signature), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
+    let Some((header, payload, signature)) = base64url::split(token) else {
         return false;
     };
-    let base64url = |part: &str| {
+    let alphabet = |part: &str| {
         part.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     };
@@ -85,13 +82,11 @@ pub(crate) fn is_jwt_shaped(token: &str) -> bool {
     if header.is_empty()
         || header.len() > 4096
         || payload.is_empty()
-        || ![header, payload, signature].into_iter().all(base64url)
+        || ![header, payload, signature].into_iter().all(alphabet)
     {
         return false;
     }
-    URL_SAFE_NO_PAD
-        .decode(header)
-        .ok()
+    base64url::decode(header)
         .and_then(|json| {
             serde_json::from_slice::<JoseHeader<'_>>(&json)
                 .ok()
@@ -117,6 +112,8 @@ where
 
 #[cfg(test)]
 mod tests {
+    use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+
     use super::*;
 
     #[test]

@@ -45,17 +45,18 @@ mod tenant_keys;
 use std::{
     fmt,
     marker::PhantomData,
+    mem::MaybeUninit,
     sync::Arc,
     time::{Duration, Instant},
 };
 
-use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use serde::de::DeserializeOwned;
 
 use crate::{
     alg::AlgSet,
     authenticate::{Authenticate, Authentication},
     authorities::AuthorityClaims,
+    base64url,
     claims::{self, ScopeClaim, TimeRules},
     clock::unix_now,
     error::AuthError,
@@ -165,19 +166,17 @@ impl From<AuthError> for Step {
 }
 
 fn b64(part: &str) -> Result<Vec<u8>, AuthError> {
-    URL_SAFE_NO_PAD
-        .decode(part)
-        .map_err(|_| AuthError::invalid_token("the token is not valid base64url"))
+    base64url::decode(part)
+        .ok_or_else(|| AuthError::invalid_token("the token is not valid base64url"))
 }
 
-/// Room for the longest signature a key can verify (RSA 8192 bits), plus base64 slack.
-const MAX_SIGNATURE_LEN: usize = 1024 + 3;
+/// Room for the longest signature a key can verify (RSA 8192 bits).
+const MAX_SIGNATURE_LEN: usize = 1024;
 
 /// Splits a JWS compact serialization into its three parts.
 fn split(token: &str) -> Result<(&str, &str, &str), AuthError> {
-    let mut parts = token.splitn(4, '.');
-    match (parts.next(), parts.next(), parts.next(), parts.next()) {
-        (Some(h), Some(p), Some(s), None) if !h.is_empty() && !p.is_empty() => Ok((h, p, s)),
+    match base64url::split(token) {
+        Some((h, p, s)) if !h.is_empty() && !p.is_empty() => Ok((h, p, s)),
         _ => Err(AuthError::invalid_token(
             "the token is not a signed JWT in compact form",
         )),
@@ -266,12 +265,9 @@ where
         let message = &token[..h64.len() + 1 + p64.len()];
         // One candidate with a `kid`; a few without (see `MAX_KIDLESS_CANDIDATES`).
         let mut tried = false;
-        let mut signature = [0u8; MAX_SIGNATURE_LEN];
+        let mut signature = [MaybeUninit::uninit(); MAX_SIGNATURE_LEN];
         // Longer than any key can verify, or not base64url: no key verifies it.
-        let signature = URL_SAFE_NO_PAD
-            .decode_slice(s64, &mut signature)
-            .ok()
-            .and_then(|len| signature.get(..len));
+        let signature = base64url::decode_into(s64, &mut signature);
         let verified_by = keys.candidates(kid, header.alg).find(|key| {
             tried = true;
             signature.is_some_and(|sig| key.verifier.verify(header.alg, message.as_bytes(), sig))
