@@ -60,6 +60,22 @@ async fn a_valid_token_reaches_the_handler_with_its_principal() {
 }
 
 #[tokio::test]
+async fn a_token_with_a_long_header_and_large_claims_is_read_whole() {
+    // Decoded, the header is over 256 bytes and the claims over 4 KiB.
+    let key = TestKey::rsa_a().with_kid(&"k".repeat(240));
+    let app = app(static_jwt(&[&key]));
+    let token = token_with(&key, |c| {
+        c["sub"] = json!("user-long");
+        c["note"] = json!("n".repeat(4096));
+    });
+
+    let answer = call(&app, "/me", Some(&token)).await;
+
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    assert_eq!(answer.json()["sub"], "user-long");
+}
+
+#[tokio::test]
 async fn the_layer_over_a_service_fn_puts_principal_and_scopes_into_the_extensions() {
     let key = TestKey::ec_p256();
     let inner = tower::service_fn(|req: Request<Body>| async move {
