@@ -82,8 +82,8 @@ impl ClientCertificate {
 
     /// Whether `x5t_s256` (a base64url SHA-256 thumbprint) names this certificate.
     pub(crate) fn matches(&self, x5t_s256: &str) -> bool {
-        let mut decoded = [0u8; 32];
-        URL_SAFE_NO_PAD.decode_slice(x5t_s256, &mut decoded) == Ok(32) && decoded == self.thumbprint
+        let mut room = [std::mem::MaybeUninit::uninit(); 32];
+        crate::base64url::decode_into(x5t_s256, &mut room) == Some(&self.thumbprint[..])
     }
 }
 
