@@ -12,16 +12,26 @@ pub(crate) struct AuthSpan(#[cfg(feature = "tracing")] tracing::Span);
 
 impl AuthSpan {
     pub(crate) fn new() -> Self {
-        Self(
-            #[cfg(feature = "tracing")]
-            tracing::debug_span!(
+        #[cfg(feature = "tracing")]
+        {
+            let span = tracing::debug_span!(
                 target: "portcullis::authenticate",
                 "authenticate",
                 outcome = tracing::field::Empty,
                 issuer = tracing::field::Empty,
                 kid = tracing::field::Empty,
-            ),
-        )
+            );
+            // A span no subscriber wants still costs its field lookups, records and
+            // enter/exit on every request, for the sake of `tracing`'s `log` output. When
+            // no `log` logger takes DEBUG either, nothing would ever see them: the empty
+            // span does none of that work.
+            if span.is_disabled() && log::max_level() < log::LevelFilter::Debug {
+                return Self(tracing::Span::none());
+            }
+            Self(span)
+        }
+        #[cfg(not(feature = "tracing"))]
+        Self()
     }
 
     /// Runs `f` inside the span (so calls it starts become children).
