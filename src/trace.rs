@@ -1,7 +1,9 @@
 //! Tracing spans (feature `tracing`): one `authenticate` span per request carrying the
 //! outcome and, for an accepted token, its (configured) issuer and, for a JWT, the `kid` of
 //! the key that verified it; outbound calls (JWKS fetch, introspection) as child spans. No token, secret or other claim value is ever
-//! recorded. Without the feature everything here is empty.
+//! recorded. A warning for a failure that recurs on every request is logged at most once per
+//! [`WARN_EVERY`](throttle::WARN_EVERY), with the count of those left out. Without the
+//! feature everything here is empty.
 
 use std::future::Future;
 
@@ -91,5 +93,117 @@ pub(crate) fn outbound<F: Future>(
     {
         let _ = (name, issuer);
         future
+    }
+}
+
+/// Warnings for a recurring failure, thinned out.
+#[cfg(feature = "tracing")]
+pub(crate) mod throttle {
+    use std::{
+        sync::atomic::{AtomicU64, Ordering::Relaxed},
+        time::{Duration, Instant},
+    };
+
+    /// At most one warning per period for one recurring failure (a replay store down during
+    /// an outage fails every request that needs it): the first occurrence is logged, the ones
+    /// after it are left out until the period has passed, and the next warning logged says
+    /// how many were left out.
+    #[derive(Debug)]
+    pub(crate) struct Throttle {
+        origin: Instant,
+        period_ms: u64,
+        /// Milliseconds after `origin` until which occurrences are left out.
+        quiet_until: AtomicU64,
+        left_out: AtomicU64,
+    }
+
+    /// The period of [`Throttle::new`]: 10 seconds.
+    pub(crate) const WARN_EVERY: Duration = Duration::from_secs(10);
+
+    impl Throttle {
+        /// One warning per [`WARN_EVERY`].
+        pub(crate) fn new() -> Self {
+            Self::every(WARN_EVERY)
+        }
+
+        /// One warning per `period`.
+        pub(crate) fn every(period: Duration) -> Self {
+            Self {
+                origin: Instant::now(),
+                period_ms: millis(period),
+                quiet_until: AtomicU64::new(0),
+                left_out: AtomicU64::new(0),
+            }
+        }
+
+        /// `Some(n)` when this occurrence is to be logged, `n` the occurrences left out since
+        /// the last one logged; `None` when it is to be left out. Lock-free: of two threads
+        /// at the end of a period, one logs.
+        pub(crate) fn admit(&self) -> Option<u64> {
+            let now = millis(self.origin.elapsed());
+            let until = self.quiet_until.load(Relaxed);
+            if now >= until
+                && self
+                    .quiet_until
+                    .compare_exchange(until, now.saturating_add(self.period_ms), Relaxed, Relaxed)
+                    .is_ok()
+            {
+                return Some(self.left_out.swap(0, Relaxed));
+            }
+            self.left_out.fetch_add(1, Relaxed);
+            None
+        }
+    }
+
+    impl Default for Throttle {
+        fn default() -> Self {
+            Self::new()
+        }
+    }
+
+    fn millis(d: Duration) -> u64 {
+        u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use std::time::Duration;
+
+        use super::{Relaxed, Throttle};
+
+        #[test]
+        fn a_throttle_logs_once_per_period_and_counts_what_it_left_out() {
+            let throttle = Throttle::every(Duration::from_millis(300));
+            assert_eq!(throttle.admit(), Some(0), "the first occurrence is logged");
+            for _ in 0..4 {
+                assert_eq!(
+                    throttle.admit(),
+                    None,
+                    "the next ones in the period are not"
+                );
+            }
+            std::thread::sleep(Duration::from_millis(350));
+            assert_eq!(
+                throttle.admit(),
+                Some(4),
+                "after the period: logged, with the count"
+            );
+            assert_eq!(throttle.admit(), None, "and a new period starts");
+            std::thread::sleep(Duration::from_millis(350));
+            assert_eq!(throttle.admit(), Some(1));
+        }
+
+        #[test]
+        fn of_many_threads_at_once_one_logs() {
+            let throttle = Throttle::every(Duration::from_secs(60));
+            let logged: usize = std::thread::scope(|s| {
+                let handles: Vec<_> = (0..8)
+                    .map(|_| s.spawn(|| (0..100).filter(|_| throttle.admit().is_some()).count()))
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap_or(0)).sum()
+            });
+            assert_eq!(logged, 1);
+            assert_eq!(throttle.left_out.load(Relaxed), 799);
+        }
     }
 }

@@ -150,19 +150,37 @@ async fn during_an_outage_dpop_fails_closed_or_open_as_chosen_and_recovers() {
     assert_eq!(send_dpop(&open, "bound", &fresh()).await.0, StatusCode::OK);
 
     redis.stop();
-    let (status, _) = send_dpop(&a, "bound", &fresh()).await;
-    assert_eq!(
-        status,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "fail closed by default"
-    );
-    let (status, _) = send_dpop(&open, "bound", &fresh()).await;
-    assert_eq!(status, StatusCode::OK, "fail open when chosen");
+    for _ in 0..3 {
+        let (status, _) = send_dpop(&a, "bound", &fresh()).await;
+        assert_eq!(
+            status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "fail closed by default"
+        );
+        let (status, _) = send_dpop(&open, "bound", &fresh()).await;
+        assert_eq!(status, StatusCode::OK, "fail open when chosen");
+    }
     #[cfg(feature = "tracing")]
-    assert!(
-        captured_logs().contains("Redis cannot be used"),
-        "the change of mode is logged"
-    );
+    {
+        let logs = captured_logs();
+        assert!(
+            logs.contains("Redis cannot be used"),
+            "the change of mode is logged"
+        );
+        // Three refusals and three unchecked proofs within seconds: one warning each.
+        assert_eq!(
+            logs.matches("DPoP replay store failed; refusing the request")
+                .count(),
+            1,
+            "{logs}"
+        );
+        assert_eq!(
+            logs.matches("DPoP proof accepted without a replay check")
+                .count(),
+            1,
+            "{logs}"
+        );
+    }
 
     redis.restart();
     // No restart of the API: the store probes Redis after its back-off and uses it again.

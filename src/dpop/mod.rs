@@ -106,6 +106,7 @@ pub(crate) struct DpopConfig {
     nonces: Option<Nonces>,
     pub(crate) origin: Origin,
     pub(crate) store: Arc<dyn ReplayStore>,
+    store_warnings: StoreWarnings,
 }
 
 impl Default for DpopConfig {
@@ -119,6 +120,7 @@ impl Default for DpopConfig {
             nonces: None,
             origin: Origin::default(),
             store: Arc::new(InMemoryReplayStore::default()),
+            store_warnings: StoreWarnings::default(),
         };
         config.set_algorithms(Algorithm::ALL);
         config
@@ -281,29 +283,49 @@ impl Presented {
             }
             (None, None) => return Ok(None),
         };
+        let warnings = config.store_warnings.clone();
         match config
             .store
             .check_and_insert(proof.replay, config.replay_ttl())
         {
-            ReplayCheck::Ready(outcome) => replay_outcome(outcome).map(|()| None),
-            ReplayCheck::Pending(pending) => {
-                Ok(Some(Box::pin(async move { replay_outcome(pending.await) })))
-            }
+            ReplayCheck::Ready(outcome) => replay_outcome(outcome, &warnings).map(|()| None),
+            ReplayCheck::Pending(pending) => Ok(Some(Box::pin(async move {
+                replay_outcome(pending.await, &warnings)
+            }))),
         }
     }
 }
 
-fn replay_outcome(outcome: Result<Freshness, ReplayStoreError>) -> Result<(), AuthError> {
-    match outcome {
-        Ok(Freshness::First) => Ok(()),
-        Ok(Freshness::Replayed) => Err(invalid("the DPoP proof was already used")),
-        Err(_error) => {
-            #[cfg(feature = "tracing")]
+/// The warning for a failing replay store, shared by the layer's clones: while the store
+/// fails every request that needs it, logged at most once every
+/// [`WARN_EVERY`](crate::trace::throttle::WARN_EVERY). Empty without `tracing`.
+#[derive(Clone, Default)]
+struct StoreWarnings(#[cfg(feature = "tracing")] Arc<crate::trace::throttle::Throttle>);
+
+impl StoreWarnings {
+    fn refused(&self, _error: &ReplayStoreError) {
+        #[cfg(feature = "tracing")]
+        if let Some(left_out) = self.0.admit() {
             tracing::warn!(
                 target: "portcullis::dpop",
                 error = %_error,
-                "DPoP replay store failed; refusing the request"
+                left_out,
+                "DPoP replay store failed; refusing the request (logged at most once every \
+                 10 s; left_out counts the refusals since the last warning)"
             );
+        }
+    }
+}
+
+fn replay_outcome(
+    outcome: Result<Freshness, ReplayStoreError>,
+    warnings: &StoreWarnings,
+) -> Result<(), AuthError> {
+    match outcome {
+        Ok(Freshness::First) => Ok(()),
+        Ok(Freshness::Replayed) => Err(invalid("the DPoP proof was already used")),
+        Err(error) => {
+            warnings.refused(&error);
             Err(AuthError::unavailable(
                 "the DPoP replay store cannot be used",
                 STORE_RETRY_AFTER,

@@ -17,7 +17,8 @@ use crate::dpop::{Freshness, ReplayCheck, ReplayKey, ReplayStore, ReplayStoreErr
 /// its back-off), the check fails and the layer answers `503` with `Retry-After`: accepting
 /// a proof that cannot be checked for replay would break RFC 9449 §11.1. With
 /// [`dangerous_fail_open`](Self::dangerous_fail_open) such proofs are accepted instead,
-/// unchecked for replay, for deployments that prefer availability; each is logged at WARN.
+/// unchecked for replay, for deployments that prefer availability; they are logged at WARN,
+/// at most once every 10 seconds with the count of those accepted since the last warning.
 ///
 /// ```
 /// use portcullis::{BearerAuthLayer, Jwt, store::{RedisReplayStore, RedisStore}};
@@ -39,6 +40,9 @@ use crate::dpop::{Freshness, ReplayCheck, ReplayKey, ReplayStore, ReplayStoreErr
 pub struct RedisReplayStore {
     store: RedisStore,
     fail_open: bool,
+    /// The fail-open warning, shared by the clones.
+    #[cfg(feature = "tracing")]
+    unchecked: std::sync::Arc<crate::trace::throttle::Throttle>,
 }
 
 impl fmt::Debug for RedisReplayStore {
@@ -56,6 +60,8 @@ impl RedisReplayStore {
         Self {
             store,
             fail_open: false,
+            #[cfg(feature = "tracing")]
+            unchecked: std::sync::Arc::default(),
         }
     }
 
@@ -72,6 +78,8 @@ impl ReplayStore for RedisReplayStore {
     fn check_and_insert(&self, key: ReplayKey, ttl: Duration) -> ReplayCheck {
         let store = self.store.clone();
         let fail_open = self.fail_open;
+        #[cfg(feature = "tracing")]
+        let unchecked = std::sync::Arc::clone(&self.unchecked);
         ReplayCheck::Pending(Box::pin(async move {
             match store
                 .insert_if_absent(&hex_key("dpop:", key.as_bytes()), ttl)
@@ -81,11 +89,16 @@ impl ReplayStore for RedisReplayStore {
                 Ok(false) => Ok(Freshness::Replayed),
                 Err(_error) if fail_open => {
                     #[cfg(feature = "tracing")]
-                    tracing::warn!(
-                        target: "portcullis::redis",
-                        error = %_error,
-                        "DPoP proof accepted without a replay check (fail-open)"
-                    );
+                    if let Some(left_out) = unchecked.admit() {
+                        tracing::warn!(
+                            target: "portcullis::redis",
+                            error = %_error,
+                            left_out,
+                            "DPoP proof accepted without a replay check (fail-open; logged at \
+                             most once every 10 s, left_out counts those accepted since the \
+                             last warning)"
+                        );
+                    }
                     Ok(Freshness::First)
                 }
                 Err(_) => Err(ReplayStoreError::new(
