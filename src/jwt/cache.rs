@@ -1,8 +1,9 @@
 //! The verified-token cache: a token whose signature and claims were checked is remembered,
 //! so the next request with the same token skips the cryptography and the parsing.
 //!
-//! - An entry is found by a seeded rapidhash of the whole token (a random seed per cache,
-//!   random secrets per process) and holds the token itself, which a hit compares in full:
+//! - An entry is found by a seeded rapidhash of the token's length and its last
+//!   [`HASHED_TAIL`] bytes, its signature (a random seed per cache, random secrets per
+//!   process), and holds the token itself, which a hit compares in full:
 //!   a token that differs in any byte (one signature byte included) never hits another
 //!   token's entry, so the hash needs no collision resistance, only speed and spread. Two tokens with the
 //!   same hash share a slot, and the later one displaces the earlier one: only tokens that
@@ -45,6 +46,8 @@ pub(crate) const ENTRY_OVERHEAD: u64 = 320;
 
 /// The most shards; fewer when the capacity is small.
 const MAX_SHARDS: usize = 32;
+/// How many bytes at the end of a token its hash covers: signature, in a verified token.
+const HASHED_TAIL: usize = 64;
 /// A shard drops its expired entries every this many insertions.
 const SWEEP_EVERY: u32 = 64;
 
@@ -252,8 +255,17 @@ impl<C> TokenCache<C> {
 
     /// Where `token`'s entry is, or would be.
     pub(crate) fn probe<'t>(&self, token: &'t str) -> Probe<'t> {
+        // The hash only places the entry; the full comparison decides. Every token in the
+        // cache was verified, so its tail is signature (86 characters at least), which no
+        // two verified tokens share: the tail and the length spread the entries as well as
+        // the whole token would, for a fraction of the hashing.
+        let bytes = token.as_bytes();
+        let tail = bytes
+            .get(bytes.len().saturating_sub(HASHED_TAIL)..)
+            .unwrap_or(bytes);
         let mut hasher = self.shared.hasher.build_hasher();
-        hasher.write(token.as_bytes());
+        hasher.write_usize(bytes.len());
+        hasher.write(tail);
         Probe {
             hash: hasher.finish(),
             token,
@@ -424,6 +436,32 @@ mod tests {
 
     fn far_exp() -> Option<f64> {
         Some(crate::clock::unix_now() + 3600.0)
+    }
+
+    #[test]
+    fn tokens_with_one_tail_share_a_slot_but_never_an_entry() {
+        let cache = TokenCache::<()>::new(TokenCacheConfig::default()).expect("enabled");
+        let tail = "s".repeat(HASHED_TAIL);
+        let (a, b) = (format!("header-a.{tail}"), format!("header-b.{tail}"));
+        assert_eq!(cache.probe(&a).hash, cache.probe(&b).hash, "one slot");
+        remember(&cache, &a, far_exp(), 100);
+        assert!(
+            cache.get(&cache.probe(&b), unix_now()).is_none(),
+            "b is not a"
+        );
+        assert!(cache.get(&cache.probe(&a), unix_now()).is_some());
+        // The later verified token takes the slot: the earlier one is validated again.
+        remember(&cache, &b, far_exp(), 100);
+        assert!(cache.get(&cache.probe(&a), unix_now()).is_none());
+        assert!(cache.get(&cache.probe(&b), unix_now()).is_some());
+        // One byte more or one tail byte changed: another hash.
+        assert_ne!(cache.probe(&a).hash, cache.probe(&format!("{a}s")).hash);
+        let mut changed = a.clone().into_bytes();
+        if let Some(last) = changed.last_mut() {
+            *last = b't';
+        }
+        let changed = String::from_utf8(changed).expect("ASCII");
+        assert_ne!(cache.probe(&a).hash, cache.probe(&changed).hash);
     }
 
     #[test]
