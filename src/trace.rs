@@ -96,6 +96,24 @@ pub(crate) fn outbound<F: Future>(
     }
 }
 
+/// A warning for a failure that can recur on every request, shared by clones: logged at
+/// most once every [`WARN_EVERY`](throttle::WARN_EVERY). Empty without `tracing`.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Recurring(#[cfg(feature = "tracing")] std::sync::Arc<throttle::Throttle>);
+
+impl Recurring {
+    /// Calls `warn` with the number of occurrences left out since the last one logged,
+    /// when this one is to be logged.
+    pub(crate) fn warn(&self, warn: impl FnOnce(u64)) {
+        #[cfg(feature = "tracing")]
+        if let Some(left_out) = self.0.admit() {
+            warn(left_out);
+        }
+        #[cfg(not(feature = "tracing"))]
+        let _ = warn;
+    }
+}
+
 /// Warnings for a recurring failure, thinned out.
 #[cfg(feature = "tracing")]
 pub(crate) mod throttle {

@@ -74,6 +74,7 @@ use crate::{
     mtls::ClientCertificate,
     principal::Principal,
     token::Scheme,
+    trace::Recurring,
 };
 pub(crate) use htu::Origin;
 use nonce::Nonces;
@@ -106,7 +107,8 @@ pub(crate) struct DpopConfig {
     nonces: Option<Nonces>,
     pub(crate) origin: Origin,
     pub(crate) store: Arc<dyn ReplayStore>,
-    store_warnings: StoreWarnings,
+    /// The warning for a failing replay store.
+    store_failed: Recurring,
 }
 
 impl Default for DpopConfig {
@@ -120,7 +122,7 @@ impl Default for DpopConfig {
             nonces: None,
             origin: Origin::default(),
             store: Arc::new(InMemoryReplayStore::default()),
-            store_warnings: StoreWarnings::default(),
+            store_failed: Recurring::default(),
         };
         config.set_algorithms(Algorithm::ALL);
         config
@@ -283,49 +285,41 @@ impl Presented {
             }
             (None, None) => return Ok(None),
         };
-        let warnings = config.store_warnings.clone();
         match config
             .store
             .check_and_insert(proof.replay, config.replay_ttl())
         {
-            ReplayCheck::Ready(outcome) => replay_outcome(outcome, &warnings).map(|()| None),
-            ReplayCheck::Pending(pending) => Ok(Some(Box::pin(async move {
-                replay_outcome(pending.await, &warnings)
-            }))),
-        }
-    }
-}
-
-/// The warning for a failing replay store, shared by the layer's clones: while the store
-/// fails every request that needs it, logged at most once every
-/// [`WARN_EVERY`](crate::trace::throttle::WARN_EVERY). Empty without `tracing`.
-#[derive(Clone, Default)]
-struct StoreWarnings(#[cfg(feature = "tracing")] Arc<crate::trace::throttle::Throttle>);
-
-impl StoreWarnings {
-    fn refused(&self, _error: &ReplayStoreError) {
-        #[cfg(feature = "tracing")]
-        if let Some(left_out) = self.0.admit() {
-            tracing::warn!(
-                target: "portcullis::dpop",
-                error = %_error,
-                left_out,
-                "DPoP replay store failed; refusing the request (logged at most once every \
-                 10 s; left_out counts the refusals since the last warning)"
-            );
+            ReplayCheck::Ready(outcome) => {
+                replay_outcome(outcome, &config.store_failed).map(|()| None)
+            }
+            ReplayCheck::Pending(pending) => {
+                let store_failed = config.store_failed.clone();
+                Ok(Some(Box::pin(async move {
+                    replay_outcome(pending.await, &store_failed)
+                })))
+            }
         }
     }
 }
 
 fn replay_outcome(
     outcome: Result<Freshness, ReplayStoreError>,
-    warnings: &StoreWarnings,
+    store_failed: &Recurring,
 ) -> Result<(), AuthError> {
     match outcome {
         Ok(Freshness::First) => Ok(()),
         Ok(Freshness::Replayed) => Err(invalid("the DPoP proof was already used")),
-        Err(error) => {
-            warnings.refused(&error);
+        Err(_error) => {
+            store_failed.warn(|_left_out| {
+                #[cfg(feature = "tracing")]
+                tracing::warn!(
+                    target: "portcullis::dpop",
+                    error = %_error,
+                    left_out = _left_out,
+                    "DPoP replay store failed; refusing the request (left_out: refusals \
+                     since the last such warning)"
+                );
+            });
             Err(AuthError::unavailable(
                 "the DPoP replay store cannot be used",
                 STORE_RETRY_AFTER,

@@ -4,7 +4,10 @@
 use std::{fmt, time::Duration};
 
 use super::{RedisStore, hex_key};
-use crate::dpop::{Freshness, ReplayCheck, ReplayKey, ReplayStore, ReplayStoreError};
+use crate::{
+    dpop::{Freshness, ReplayCheck, ReplayKey, ReplayStore, ReplayStoreError},
+    trace::Recurring,
+};
 
 /// A [`ReplayStore`] shared by the replicas through a [`RedisStore`].
 ///
@@ -40,9 +43,8 @@ use crate::dpop::{Freshness, ReplayCheck, ReplayKey, ReplayStore, ReplayStoreErr
 pub struct RedisReplayStore {
     store: RedisStore,
     fail_open: bool,
-    /// The fail-open warning, shared by the clones.
-    #[cfg(feature = "tracing")]
-    unchecked: std::sync::Arc<crate::trace::throttle::Throttle>,
+    /// The fail-open warning.
+    unchecked: Recurring,
 }
 
 impl fmt::Debug for RedisReplayStore {
@@ -60,8 +62,7 @@ impl RedisReplayStore {
         Self {
             store,
             fail_open: false,
-            #[cfg(feature = "tracing")]
-            unchecked: std::sync::Arc::default(),
+            unchecked: Recurring::default(),
         }
     }
 
@@ -78,8 +79,7 @@ impl ReplayStore for RedisReplayStore {
     fn check_and_insert(&self, key: ReplayKey, ttl: Duration) -> ReplayCheck {
         let store = self.store.clone();
         let fail_open = self.fail_open;
-        #[cfg(feature = "tracing")]
-        let unchecked = std::sync::Arc::clone(&self.unchecked);
+        let unchecked = self.unchecked.clone();
         ReplayCheck::Pending(Box::pin(async move {
             match store
                 .insert_if_absent(&hex_key("dpop:", key.as_bytes()), ttl)
@@ -88,17 +88,16 @@ impl ReplayStore for RedisReplayStore {
                 Ok(true) => Ok(Freshness::First),
                 Ok(false) => Ok(Freshness::Replayed),
                 Err(_error) if fail_open => {
-                    #[cfg(feature = "tracing")]
-                    if let Some(left_out) = unchecked.admit() {
+                    unchecked.warn(|_left_out| {
+                        #[cfg(feature = "tracing")]
                         tracing::warn!(
                             target: "portcullis::redis",
                             error = %_error,
-                            left_out,
-                            "DPoP proof accepted without a replay check (fail-open; logged at \
-                             most once every 10 s, left_out counts those accepted since the \
-                             last warning)"
+                            left_out = _left_out,
+                            "DPoP proof accepted without a replay check (fail-open; \
+                             left_out: proofs accepted unchecked since the last such warning)"
                         );
-                    }
+                    });
                     Ok(Freshness::First)
                 }
                 Err(_) => Err(ReplayStoreError::new(
