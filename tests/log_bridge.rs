@@ -2,19 +2,16 @@
 //! takes DEBUG (through `tracing`'s `log` feature), and stays out of one that does not.
 //! One test in its own binary: the `log` logger is global to the process.
 
+mod support;
+
 use std::sync::{Mutex, PoisonError};
 
-use axum::{
-    Router,
-    body::Body,
-    http::{Request, StatusCode, header},
-    routing::get,
-};
+use axum::{Router, http::StatusCode, routing::get};
 use portcullis::{
     __doc_support::{JWKS, TOKEN},
     BearerAuthLayer, Jwt,
 };
-use tower::ServiceExt;
+use support::introspection::send;
 
 /// Every record as `target: message`.
 struct Captured(Mutex<Vec<String>>);
@@ -39,15 +36,7 @@ fn taken() -> Vec<String> {
 }
 
 async fn status(app: &Router, token: &str) -> StatusCode {
-    let request = Request::get("/")
-        .header(header::AUTHORIZATION, format!("Bearer {token}"))
-        .body(Body::empty())
-        .expect("request");
-    app.clone()
-        .oneshot(request)
-        .await
-        .expect("infallible")
-        .status()
+    send(app, "/", token).await.status
 }
 
 #[tokio::test]
