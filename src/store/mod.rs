@@ -290,14 +290,13 @@ impl RedisStore {
     }
 
     fn report(&self, change: Option<Change>, _error: Option<&StoreError>) {
-        match change {
-            Some(Change::Left) => crate::metrics::redis_in_use(false),
-            Some(Change::Restored) => crate::metrics::redis_in_use(true),
-            None => return,
-        }
+        let Some(change) = change else {
+            return;
+        };
+        crate::metrics::redis_in_use(change == Change::Restored);
         #[cfg(feature = "tracing")]
         match change {
-            Some(Change::Left) => tracing::warn!(
+            Change::Left => tracing::warn!(
                 target: "portcullis::redis",
                 url = %self.inner.shown_url,
                 error = _error.map(StoreError::reason).unwrap_or_default(),
@@ -306,12 +305,11 @@ impl RedisStore {
                  shared (each replica asks the endpoint) and shared DPoP replay checks fail \
                  (503, or pass unchecked with dangerous_fail_open)"
             ),
-            Some(Change::Restored) => tracing::info!(
+            Change::Restored => tracing::info!(
                 target: "portcullis::redis",
                 url = %self.inner.shown_url,
                 "Redis is back: introspection answers and DPoP replay checks are shared again"
             ),
-            None => {}
         }
     }
 }
