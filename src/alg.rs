@@ -63,6 +63,8 @@ impl Algorithm {
         Self::ALL.into_iter().find(|a| a.as_str() == name)
     }
 
+    /// The same algorithm as jsonwebtoken names it (for signing client assertions).
+    #[cfg(feature = "introspection")]
     pub(crate) fn to_jsonwebtoken(self) -> jsonwebtoken::Algorithm {
         use jsonwebtoken::Algorithm as J;
         match self {
