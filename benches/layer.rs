@@ -15,8 +15,13 @@
 //!   - `layer_hit`: the same, with the cache on (the default): the token is remembered.
 //!   - `no_auth`: the same request and inner service without the layer.
 //! - `axum`: an axum 0.8 `Router` with one route, RS256: `no_auth`, `portcullis_miss`,
-//!   `portcullis_hit`, and `peer`, a hand-written `middleware::from_fn` that calls
-//!   `jsonwebtoken::decode` and puts the claims in the extensions, as applications do.
+//!   `portcullis_hit`, and two peers that check the token in full on every request:
+//!   `peer`, a hand-written `middleware::from_fn` that calls `jsonwebtoken::decode` and puts
+//!   the claims in the extensions, as applications do (same crypto backend as the layer);
+//!   `peer_crate`, the resource-server crate `axum-jwt-auth` 0.7 as shipped (its `Claims`
+//!   extractor and `LocalDecoder`, over jsonwebtoken 10 with the RustCrypto backend). In the
+//!   paired rounds, `rustcrypto_verify` is the RustCrypto signature check alone (`rsa`,
+//!   key parsed once): the part of `peer_crate` that is its crypto backend.
 //! - `introspection`: one `JwtOrIntrospection` layer; `cached` is an opaque token whose
 //!   introspection answer is cached, `rs256_jwt` an RS256 JWT.
 //! - `introspection_tiers`: where an opaque token's answer comes from, each request through
@@ -261,14 +266,7 @@ impl Fixture {
 
         // The layer really checks, remembered token or not: a signature with its first
         // character changed is refused.
-        let at = self.token.rfind('.').expect("compact JWS") + 1;
-        let first = if self.token[at..].starts_with('A') {
-            "B"
-        } else {
-            "A"
-        };
-        let mut tampered = self.token.clone();
-        tampered.replace_range(at..=at, first);
+        let tampered = tamper(&self.token);
         for jwt in [&self.jwt, &self.jwt_uncached] {
             let mut req = Request::new(());
             req.headers_mut().insert(
@@ -579,7 +577,85 @@ async fn peer_auth(
     Ok(next.run(req).await)
 }
 
-/// `axum/{no_auth, peer, portcullis_miss, portcullis_hit}`: one axum 0.8 route, RS256.
+/// The peer crate, `axum-jwt-auth` 0.7, set up as its documentation shows, with the rules
+/// of [`Fixture::new`] (alg, `iss`, `aud`, `exp`, `nbf`, 30 s leeway); and the same public key
+/// parsed once by the RustCrypto `rsa` crate, its crypto backend.
+struct PeerCrate {
+    decoder: axum_jwt_auth::Decoder<serde_json::Value>,
+    rsa: rsa::RsaPublicKey,
+}
+
+impl PeerCrate {
+    fn new() -> Self {
+        use rsa::{pkcs8::DecodePrivateKey, traits::PublicKeyParts};
+        let private = rsa::RsaPrivateKey::from_pkcs8_pem(include_str!("../tests/keys/rsa-a.pem"))
+            .expect("RSA key");
+        let public = private.to_public_key();
+        let b64 = |n: &rsa::BigUint| URL_SAFE_NO_PAD.encode(n.to_bytes_be());
+        let key =
+            jsonwebtoken10::DecodingKey::from_rsa_components(&b64(public.n()), &b64(public.e()))
+                .expect("RSA components");
+        let mut validation = jsonwebtoken10::Validation::new(jsonwebtoken10::Algorithm::RS256);
+        validation.set_issuer(&[ISSUER]);
+        validation.set_audience(&[AUDIENCE]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+        validation.validate_nbf = true;
+        validation.leeway = 30;
+        let decoder = axum_jwt_auth::LocalDecoder::builder()
+            .keys(vec![key])
+            .validation(validation)
+            .build()
+            .expect("axum-jwt-auth decoder");
+        Self {
+            decoder: Arc::new(decoder),
+            rsa: public,
+        }
+    }
+
+    /// One route whose handler takes the crate's `Claims` extractor.
+    fn router(&self) -> Router {
+        Router::new()
+            .route(
+                "/",
+                get(
+                    |claims: axum_jwt_auth::Claims<serde_json::Value>| async move {
+                        black_box(claims.claims);
+                        StatusCode::OK
+                    },
+                ),
+            )
+            .with_state(Arc::clone(&self.decoder))
+    }
+
+    /// The RustCrypto signature check alone (RSASSA-PKCS1-v1_5 with SHA-256).
+    fn verify(&self, signed: &Signed) -> bool {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(&signed.message);
+        self.rsa
+            .verify(
+                rsa::Pkcs1v15Sign::new::<sha2::Sha256>(),
+                &digest,
+                &signed.signature,
+            )
+            .is_ok()
+    }
+}
+
+/// `token` with the first character of its signature changed.
+fn tamper(token: &str) -> String {
+    let at = token.rfind('.').expect("compact JWS") + 1;
+    let first = if token[at..].starts_with('A') {
+        "B"
+    } else {
+        "A"
+    };
+    let mut tampered = token.to_owned();
+    tampered.replace_range(at..=at, first);
+    tampered
+}
+
+/// `axum/{no_auth, peer, peer_crate, portcullis_miss, portcullis_hit}`: one axum 0.8 route,
+/// RS256.
 fn axum_peer(c: &mut Criterion) {
     let rt = runtime();
     let fixture = rs256_fixture();
@@ -589,6 +665,8 @@ fn axum_peer(c: &mut Criterion) {
         PeerState(Arc::new((fixture.key.clone(), fixture.validation.clone()))),
         peer_auth,
     ));
+    let peer_crate = PeerCrate::new();
+    let crate_routes = peer_crate.router();
     let miss = routes().route_layer(BearerAuthLayer::new(fixture.jwt_uncached.clone()));
     let hit = routes().route_layer(BearerAuthLayer::new(fixture.jwt.clone()));
     let request = |value: &HeaderValue| {
@@ -599,9 +677,12 @@ fn axum_peer(c: &mut Criterion) {
             .expect("request")
     };
     let unsigned = HeaderValue::from_static("Bearer e30.e30.AAAA");
+    let tampered =
+        HeaderValue::try_from(format!("Bearer {}", tamper(&fixture.token))).expect("header value");
     for (name, router, good) in [
         ("no_auth", &no_auth, StatusCode::OK),
         ("peer", &peer, StatusCode::OK),
+        ("peer_crate", &crate_routes, StatusCode::OK),
         ("portcullis_miss", &miss, StatusCode::OK),
         ("portcullis_hit", &hit, StatusCode::OK),
     ] {
@@ -611,16 +692,32 @@ fn axum_peer(c: &mut Criterion) {
         assert_eq!(response.status(), good, "axum/{name}");
         if name != "no_auth" {
             let response = rt
+                .block_on(router.clone().oneshot(request(&tampered)))
+                .expect("infallible");
+            assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "axum/{name}");
+        }
+        if name != "no_auth" && name != "peer_crate" {
+            // `axum-jwt-auth` answers a header it cannot read with 500, not 401.
+            let response = rt
                 .block_on(router.clone().oneshot(request(&unsigned)))
                 .expect("infallible");
             assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "axum/{name}");
         }
     }
+    assert!(
+        peer_crate.verify(&Signed::of(&fixture.token)),
+        "rustcrypto_verify"
+    );
+    assert!(
+        !peer_crate.verify(&Signed::of(&tamper(&fixture.token))),
+        "rustcrypto_verify"
+    );
 
     let mut group = c.benchmark_group("axum");
     for (name, router) in [
         ("no_auth", &no_auth),
         ("peer", &peer),
+        ("peer_crate", &crate_routes),
         ("portcullis_miss", &miss),
         ("portcullis_hit", &hit),
     ] {
@@ -640,6 +737,10 @@ fn axum_peer(c: &mut Criterion) {
         return;
     }
     let fresh = fixture.fresh_tokens(ROUNDS * BLOCK);
+    let signed: Vec<Signed> = fresh
+        .iter()
+        .map(|value| Signed::of(bearer(value)))
+        .collect();
     let fresh_router = routes().route_layer(BearerAuthLayer::new(fixture.jwt.clone()));
     let same = || {
         (0..BLOCK)
@@ -658,15 +759,33 @@ fn axum_peer(c: &mut Criterion) {
                 let tokens = &fresh[round * BLOCK..(round + 1) * BLOCK];
                 time_block(&rt, &fresh_router, tokens.iter().map(request).collect())
             },
+            &mut |round| {
+                let tokens = &fresh[round * BLOCK..(round + 1) * BLOCK];
+                time_block(&rt, &crate_routes, tokens.iter().map(request).collect())
+            },
+            &mut |round| {
+                let started = Instant::now();
+                for signed in &signed[round * BLOCK..(round + 1) * BLOCK] {
+                    assert!(black_box(peer_crate.verify(signed)));
+                }
+                started.elapsed()
+            },
             &mut |_| time_block(&rt, &hit, same()),
             &mut |_| time_block(&rt, &no_auth, same()),
         ],
     );
     report(
         "axum",
-        &["peer", "portcullis_miss", "portcullis_hit", "no_auth"],
+        &[
+            "peer",
+            "portcullis_miss",
+            "peer_crate",
+            "rustcrypto_verify",
+            "portcullis_hit",
+            "no_auth",
+        ],
         &per_call,
-        &[(0, 1), (0, 2), (2, 3)],
+        &[(0, 1), (2, 1), (2, 3), (0, 4), (2, 4), (4, 5)],
     );
 }
 
