@@ -42,7 +42,9 @@
 //! every call (minted beforehand), with the cache on: the true first request of a token,
 //! digest and cache insertion included. The variants that check a token every time (the
 //! floor, `decode`, the axum peer) take the same fresh tokens in the same round, so that
-//! none of them is timed on one token over and over.
+//! none of them is timed on one token over and over. The algorithm groups also time
+//! `miss_no_cache` there: the same fresh tokens through the layer with the cache off, so
+//! that `layer_miss` − `miss_no_cache` is what remembering a token costs on its first use.
 //!
 //! Reproduce with `cargo bench --bench layer`; `BENCHMARKS.md` has the numbers and the
 //! machine.
@@ -508,15 +510,26 @@ fn jwt_group(c: &mut Criterion, fixture: &Fixture) {
                 let tokens = &fresh[round * BLOCK..(round + 1) * BLOCK];
                 time_block(&rt, &fresh_service, tokens.iter().map(with).collect())
             },
+            &mut |round| {
+                let tokens = &fresh[round * BLOCK..(round + 1) * BLOCK];
+                time_block(&rt, &miss, tokens.iter().map(with).collect())
+            },
             &mut |_| time_block(&rt, &hit, (0..BLOCK).map(|_| fixture.request()).collect()),
             &mut |_| time_block(&rt, &none, (0..BLOCK).map(|_| fixture.request()).collect()),
         ],
     );
     report(
         fixture.name,
-        &["floor", "raw_decode", "layer_miss", "layer_hit", "no_auth"],
+        &[
+            "floor",
+            "raw_decode",
+            "layer_miss",
+            "miss_no_cache",
+            "layer_hit",
+            "no_auth",
+        ],
         &per_call,
-        &[(2, 0), (2, 1), (3, 4)],
+        &[(2, 0), (2, 1), (3, 0), (4, 5)],
     );
 }
 
