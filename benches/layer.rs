@@ -84,6 +84,19 @@ use tower::{Layer, ServiceExt, service_fn};
 const ISSUER: &str = "https://issuer.example.com";
 const AUDIENCE: &str = "https://api.example.com";
 
+/// The layer's rules on a jsonwebtoken `Validation` (of whichever version: the peer crate
+/// is built on another): `iss`, `aud`, `exp` required, `nbf` checked, portcullis' default
+/// leeway of 30 s.
+macro_rules! layer_rules {
+    ($validation:ident) => {
+        $validation.set_issuer(&[ISSUER]);
+        $validation.set_audience(&[AUDIENCE]);
+        $validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+        $validation.validate_nbf = true;
+        $validation.leeway = 30;
+    };
+}
+
 /// The same token, key and rules, for every variant of one algorithm.
 struct Fixture {
     /// Group name.
@@ -95,6 +108,8 @@ struct Fixture {
     jwt: Jwt,
     /// The same, with the verified-token cache off.
     jwt_uncached: Jwt,
+    /// The public JWK every variant's key comes from.
+    jwk: Jwk,
     /// The same public key, from the same JWK, for jsonwebtoken's `decode`.
     key: DecodingKey,
     validation: Validation,
@@ -155,11 +170,7 @@ impl Fixture {
         let authorization = HeaderValue::try_from(format!("Bearer {token}")).expect("header value");
 
         let mut validation = Validation::new(alg);
-        validation.set_issuer(&[ISSUER]);
-        validation.set_audience(&[AUDIENCE]);
-        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
-        validation.validate_nbf = true;
-        validation.leeway = 30; // portcullis' default leeway
+        layer_rules!(validation);
         let key = DecodingKey::from_jwk(&jwk).expect("decoding key from the JWK");
 
         let b = |s: &str| URL_SAFE_NO_PAD.decode(s).expect("base64url");
@@ -190,6 +201,7 @@ impl Fixture {
             jwt,
             jwt_uncached,
             key,
+            jwk,
             validation,
             parsed,
             signed,
@@ -590,30 +602,27 @@ async fn peer_auth(
     Ok(next.run(req).await)
 }
 
-/// The peer crate, `axum-jwt-auth` 0.7, set up as its documentation shows, with the rules
-/// of [`Fixture::new`] (alg, `iss`, `aud`, `exp`, `nbf`, 30 s leeway); and the same public key
-/// parsed once by the RustCrypto `rsa` crate, its crypto backend.
+/// The peer crate, `axum-jwt-auth` 0.7, set up as its documentation shows, with the
+/// fixture's RSA JWK and the layer's rules; and the same public key parsed once by the
+/// RustCrypto `rsa` crate, its crypto backend.
 struct PeerCrate {
     decoder: axum_jwt_auth::Decoder<serde_json::Value>,
     rsa: rsa::RsaPublicKey,
 }
 
 impl PeerCrate {
-    fn new() -> Self {
-        use rsa::{pkcs8::DecodePrivateKey, traits::PublicKeyParts};
-        let private = rsa::RsaPrivateKey::from_pkcs8_pem(include_str!("../tests/keys/rsa-a.pem"))
-            .expect("RSA key");
-        let public = private.to_public_key();
-        let b64 = |n: &rsa::BigUint| URL_SAFE_NO_PAD.encode(n.to_bytes_be());
-        let key =
-            jsonwebtoken10::DecodingKey::from_rsa_components(&b64(public.n()), &b64(public.e()))
-                .expect("RSA components");
+    fn new(jwk: &Jwk) -> Self {
+        let AlgorithmParameters::RSA(rsa) = &jwk.algorithm else {
+            unreachable!("the RS256 fixture's JWK is an RSA key")
+        };
+        let key = jsonwebtoken10::DecodingKey::from_rsa_components(&rsa.n, &rsa.e)
+            .expect("RSA components");
+        let uint = |b64: &str| {
+            rsa::BigUint::from_bytes_be(&URL_SAFE_NO_PAD.decode(b64).expect("base64url"))
+        };
+        let public = rsa::RsaPublicKey::new(uint(&rsa.n), uint(&rsa.e)).expect("RSA key");
         let mut validation = jsonwebtoken10::Validation::new(jsonwebtoken10::Algorithm::RS256);
-        validation.set_issuer(&[ISSUER]);
-        validation.set_audience(&[AUDIENCE]);
-        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
-        validation.validate_nbf = true;
-        validation.leeway = 30;
+        layer_rules!(validation);
         let decoder = axum_jwt_auth::LocalDecoder::builder()
             .keys(vec![key])
             .validation(validation)
@@ -678,7 +687,7 @@ fn axum_peer(c: &mut Criterion) {
         PeerState(Arc::new((fixture.key.clone(), fixture.validation.clone()))),
         peer_auth,
     ));
-    let peer_crate = PeerCrate::new();
+    let peer_crate = PeerCrate::new(&fixture.jwk);
     let crate_routes = peer_crate.router();
     let miss = routes().route_layer(BearerAuthLayer::new(fixture.jwt_uncached.clone()));
     let hit = routes().route_layer(BearerAuthLayer::new(fixture.jwt.clone()));
