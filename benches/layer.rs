@@ -378,6 +378,11 @@ where
     })
 }
 
+/// The items of one round's block.
+fn block<T>(items: &[T], round: usize) -> &[T] {
+    &items[round * BLOCK..(round + 1) * BLOCK]
+}
+
 /// Rounds of one block per variant, the order rotating each round; returns the block
 /// durations per variant, in seconds per call.
 fn rounds(
@@ -506,26 +511,26 @@ fn jwt_group(c: &mut Criterion, fixture: &Fixture) {
         &mut [
             &mut |round| {
                 let started = Instant::now();
-                for signed in &signed[round * BLOCK..(round + 1) * BLOCK] {
+                for signed in block(&signed, round) {
                     assert!(black_box(fixture.floor(signed)));
                 }
                 started.elapsed()
             },
             &mut |round| {
                 let started = Instant::now();
-                for token in &texts[round * BLOCK..(round + 1) * BLOCK] {
+                for token in block(&texts, round) {
                     black_box(fixture.raw_decode(token).expect("accepted"));
                 }
                 started.elapsed()
             },
             &mut |round| {
-                let tokens = &fresh[round * BLOCK..(round + 1) * BLOCK];
-                time_block(&rt, &fresh_service, tokens.iter().map(with).collect())
+                time_block(
+                    &rt,
+                    &fresh_service,
+                    block(&fresh, round).iter().map(with).collect(),
+                )
             },
-            &mut |round| {
-                let tokens = &fresh[round * BLOCK..(round + 1) * BLOCK];
-                time_block(&rt, &miss, tokens.iter().map(with).collect())
-            },
+            &mut |round| time_block(&rt, &miss, block(&fresh, round).iter().map(with).collect()),
             &mut |_| time_block(&rt, &hit, (0..BLOCK).map(|_| fixture.request()).collect()),
             &mut |_| time_block(&rt, &none, (0..BLOCK).map(|_| fixture.request()).collect()),
         ],
@@ -783,20 +788,29 @@ fn axum_peer(c: &mut Criterion) {
         BLOCK,
         &mut [
             &mut |round| {
-                let tokens = &fresh[round * BLOCK..(round + 1) * BLOCK];
-                time_block(&rt, &peer, tokens.iter().map(request).collect())
+                time_block(
+                    &rt,
+                    &peer,
+                    block(&fresh, round).iter().map(request).collect(),
+                )
             },
             &mut |round| {
-                let tokens = &fresh[round * BLOCK..(round + 1) * BLOCK];
-                time_block(&rt, &fresh_router, tokens.iter().map(request).collect())
+                time_block(
+                    &rt,
+                    &fresh_router,
+                    block(&fresh, round).iter().map(request).collect(),
+                )
             },
             &mut |round| {
-                let tokens = &fresh[round * BLOCK..(round + 1) * BLOCK];
-                time_block(&rt, &crate_routes, tokens.iter().map(request).collect())
+                time_block(
+                    &rt,
+                    &crate_routes,
+                    block(&fresh, round).iter().map(request).collect(),
+                )
             },
             &mut |round| {
                 let started = Instant::now();
-                for signed in &signed[round * BLOCK..(round + 1) * BLOCK] {
+                for signed in block(&signed, round) {
                     assert!(black_box(peer_crate.verify(signed)));
                 }
                 started.elapsed()
